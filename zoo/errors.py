@@ -44,3 +44,15 @@ class MediaError(ZooError, ValueError):
 
 class PlaceholderMismatchError(ZooError, ValueError):
     """The number of media placeholder tokens does not match the projected features."""
+
+
+class DataError(ZooError, ValueError):
+    """A dataset record that does not fit its declared format (missing field, wrong type)."""
+
+
+class SampleTooLongError(DataError):
+    """A sample whose media blocks and required tokens alone exceed the length limit."""
+
+
+class FailureRateError(DataError):
+    """Too many samples of a run could not be used; the run stops instead of training on what is left."""
