@@ -107,6 +107,25 @@ def run_plugins(args: argparse.Namespace) -> int:
     return 0 if all(info.ok for info in infos) else 1
 
 
+# --- zoo info -------------------------------------------------------------------------------------------
+
+
+def add_info_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe name (see `zoo list --kind recipe`) or path to a recipe YAML")
+    parser.add_argument("--stage", help="only this stage (name or index); default: every stage")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """Build the recipe on the meta device per stage (no weights, no download) and describe it."""
+    from zoo.summary import format_info, recipe_info
+
+    stage = int(args.stage) if args.stage is not None and args.stage.isdigit() else args.stage
+    info = recipe_info(args.recipe, stage=stage)
+    print(json.dumps(info.to_dict(), indent=2) if args.json else format_info(info))
+    return 0
+
+
 def _model_commands(name: str) -> tuple[Callable, Callable]:
     from zoo import cli_model
 
@@ -123,8 +142,9 @@ COMMANDS: list[Command] = [
     ),
     Command(
         "info",
-        "what a recipe builds: components, sources, parameters (no download)",
-        *_model_commands("info"),
+        "what a recipe builds: components, sources, parameters, stages, memory (no download)",
+        add_info_arguments,
+        run_info,
     ),
     Command("chat", "ask a recipe or checkpoint about an image / audio / video", *_model_commands("chat")),
 ]

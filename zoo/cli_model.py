@@ -1,23 +1,8 @@
-"""`zoo info` and `zoo chat`: commands that build a model (torch is imported inside ``run`` only)."""
+"""`zoo chat`: a command that builds a model (torch is imported inside ``run_chat`` only)."""
 
 from __future__ import annotations
 
 import argparse
-
-
-def add_info_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="recipe name (see `zoo list --kind recipe`) or path to a recipe YAML")
-
-
-def run_info(args: argparse.Namespace) -> int:
-    """Build the recipe on the meta device (no weights, no download) and print its component table."""
-    from zoo.recipes_api import build
-    from zoo.summary import format_table
-
-    model = build(args.recipe, device="meta")
-    print(f"recipe {model.recipe.name}: {model.recipe.description}\n")
-    print(format_table(model))
-    return 0
 
 
 def add_chat_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,25 +1,48 @@
-"""Apply a recipe stage's plan to a model: which parts are frozen, LoRA-adapted or fully trained.
+"""A recipe stage's training plan: which parts are frozen, LoRA-adapted or fully trained, and at what rate.
 
-Parts are ``encoders``, ``projectors``, ``backbone`` (or one modality, ``encoders.image``), plus
-``embeddings`` and ``lm_head`` of the backbone. General parts are applied before specific ones, so
-``{backbone: lora, embeddings: full}`` trains LoRA adapters and the embedding table. Every decision is
-logged; a stage that would train nothing is an error.
+Parts are ``encoders``, ``projectors``, ``backbone``, one modality (``encoders.image``), ``embeddings`` and
+``lm_head`` of the backbone, and ``backbone.<leaf>``: every module of the backbone whose own name is
+``<leaf>`` (``backbone.q_proj`` = all query projections). General parts are applied before specific ones,
+so ``{backbone: frozen, backbone.q_proj: full}`` trains only the query projections, and the most specific
+part also decides a parameter's learning rate. ``optimizer_groups`` / ``make_optimizer`` /
+``make_scheduler`` turn a stage into torch param groups, AdamW and a transformers schedule; weight decay
+skips biases and norm weights as transformers' ``Trainer`` does. Every decision is logged.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
+import torch
 from torch import nn
 
 from zoo.errors import RecipeError
+from zoo.recipes_api import DEFAULT_PLAN, OPTIMIZER_DEFAULTS
 
 log = logging.getLogger("zoo.training")
-DEFAULT_PLAN = {"encoders": "frozen", "projectors": "full", "backbone": "full"}
+# transformers.Trainer.get_decay_parameter_names: no weight decay on these (matched on lower-cased names)
+NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 
 
-def _parts(model: Any, part: str) -> list[nn.Module]:
+def part_level(part: str) -> int:
+    """0 for the whole-group parts (encoders, projectors, backbone); 1 for the specific ones."""
+    return 0 if part in DEFAULT_PLAN else 1
+
+
+def stage_plan(stage: dict) -> dict[str, str]:
+    """Part → mode, defaults filled in, general parts first (the order they are applied in)."""
+    plan = {**DEFAULT_PLAN, **(stage.get("train") or {})}
+    return dict(sorted(plan.items(), key=lambda item: part_level(item[0])))
+
+
+def _leaf_modules(model: Any, leaf: str) -> list[nn.Module]:
+    return [m for name, m in model.backbone.model.named_modules() if name.rsplit(".", 1)[-1] == leaf]
+
+
+def part_modules(model: Any, part: str) -> list[nn.Module]:
+    """The modules a part names in ``model``; an unknown part or unmatched leaf name is a RecipeError."""
     backbone = model.backbone.model
     if part == "embeddings":
         return [backbone.get_input_embeddings()]
@@ -27,17 +50,52 @@ def _parts(model: Any, part: str) -> list[nn.Module]:
         return [backbone.get_output_embeddings()]
     if part == "backbone":
         return [model.backbone]
-    group, _, modality = part.partition(".")
+    group, _, rest = part.partition(".")
+    if group == "backbone" and rest:
+        modules = _leaf_modules(model, rest)
+        if modules:
+            return modules
+        raise RecipeError(
+            f"stage part {part!r}: the backbone has no module named {rest!r}; "
+            f"its linear layers are {', '.join(model.backbone.lora_targets)}"
+        )
     if group in {"encoders", "projectors"}:
         modules = getattr(model, group)
-        if not modality:
+        if not rest:
             return list(modules.values())
-        if modality in modules:
-            return [modules[modality]]
+        if rest in modules:
+            return [modules[rest]]
     raise RecipeError(
         f"stage part {part!r} is not a part of this model; use encoders, projectors, backbone, embeddings, "
-        f"lm_head or one modality such as encoders.{next(iter(model.encoders), 'image')}"
+        "lm_head, backbone.<module name> or one modality such as "
+        f"encoders.{next(iter(model.encoders), 'image')}"
     )
+
+
+def _lora_target_matches(model: Any, target: str) -> bool:
+    names = [name for name, _ in model.backbone.model.named_modules()]
+    return any(name == target or name.endswith(f".{target}") for name in names)  # peft's suffix rule
+
+
+def stage_problems(model: Any, stage: dict) -> list[tuple[tuple, str]]:
+    """(field path inside the stage, message) for each part or LoRA target that ``model`` lacks."""
+    problems = []
+    for key in ("train", "lr"):
+        for part in stage.get(key) or {}:
+            if part == "default":
+                continue
+            try:
+                part_modules(model, part)
+            except RecipeError as error:
+                problems.append(((key, part), str(error)))
+    for index, target in enumerate((stage.get("lora") or {}).get("targets") or []):
+        if not _lora_target_matches(model, target):
+            message = (
+                f"LoRA target {target!r} would match no module of the backbone; "
+                f"its linear layers are {', '.join(model.backbone.lora_targets)}"
+            )
+            problems.append((("lora", "targets", index), message))
+    return problems
 
 
 def _inject_lora(model: Any, options: dict) -> None:
@@ -47,7 +105,7 @@ def _inject_lora(model: Any, options: dict) -> None:
     targets = options.get("targets") or backbone.lora_targets
     config = LoraConfig(
         r=int(options.get("r", 8)),
-        lora_alpha=int(options.get("alpha", 16)),
+        lora_alpha=options.get("alpha", 16),
         lora_dropout=float(options.get("dropout", 0.0)),
         target_modules=list(targets),
     )
@@ -66,21 +124,33 @@ def _set_mode(module: nn.Module, mode: str) -> None:
         parameter.requires_grad_(mode == "full" or (mode == "lora" and is_lora))
 
 
+def _trainable(modules: list[nn.Module]) -> dict[int, nn.Parameter]:
+    return {id(p): p for m in modules for p in m.parameters() if p.requires_grad}
+
+
+def trainable_counts(model: Any, stage: dict) -> dict[str, int]:
+    """Trainable parameters inside each part of ``stage``'s plan, as the model is now."""
+    return {
+        part: sum(p.numel() for p in _trainable(part_modules(model, part)).values())
+        for part in stage_plan(stage)
+    }
+
+
 def apply_stage(model: Any, stage: dict) -> dict[str, int]:
-    """Freeze / unfreeze / LoRA-adapt the model's parts for ``stage``; returns trainable counts per part."""
-    plan = {**DEFAULT_PLAN, **(stage.get("train") or {})}
+    """Freeze / unfreeze / LoRA-adapt the model's parts for ``stage``; returns trainable counts per part.
+
+    A part's count is taken once the whole plan is applied (``backbone`` includes its trained embeddings).
+    """
+    plan = stage_plan(stage)
     if "lora" in plan.values():
         if plan.get("backbone") != "lora":
             raise RecipeError("LoRA applies to the backbone only: set `train.backbone: lora`")
         _inject_lora(model, stage.get("lora") or {})
-    counts: dict[str, int] = {}
-    for part, mode in sorted(
-        plan.items(), key=lambda item: item[0].count(".") + (item[0] in {"embeddings", "lm_head"})
-    ):
-        modules = _parts(model, part)
-        for module in modules:
+    for part, mode in plan.items():
+        for module in part_modules(model, part):
             _set_mode(module, mode)
-        counts[part] = sum(p.numel() for m in modules for p in m.parameters() if p.requires_grad)
+    counts = trainable_counts(model, stage)
+    for part, mode in plan.items():
         log.info(
             "stage %s: %s -> %s (%s trainable parameters)",
             stage.get("name", "?"),
@@ -91,3 +161,87 @@ def apply_stage(model: Any, stage: dict) -> dict[str, int]:
     if not any(p.requires_grad for p in model.parameters()):
         raise RecipeError(f"stage {stage.get('name', '?')!r} trains nothing: every part is frozen")
     return counts
+
+
+# --- optimisation ----------------------------------------------------------------------------------------
+
+
+def decay_parameter_names(model: nn.Module) -> set[str]:
+    """Names of the parameters that get weight decay (all but biases and norm weights), as Trainer does."""
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    return set(get_parameter_names(model, [nn.LayerNorm], NO_DECAY_PATTERNS))
+
+
+def learning_rates(stage: dict) -> dict[str, float]:
+    """The stage's ``lr`` as part → rate (a bare number is the ``default`` rate)."""
+    rates = stage.get("lr") or {}
+    return dict(rates) if isinstance(rates, dict) else {"default": float(rates)}
+
+
+def learning_rate_owners(model: Any, stage: dict) -> dict[int, str]:
+    """Parameter id → the most specific part of ``stage.lr`` that holds it (absent: the default rate)."""
+    rates = learning_rates(stage)
+    owners: dict[int, str] = {}
+    for part in sorted((p for p in rates if p != "default"), key=part_level):
+        found = _trainable(part_modules(model, part))
+        if not found:
+            raise RecipeError(
+                f"stage {stage.get('name', '?')!r}: lr.{part} is set but that part trains no parameter"
+            )
+        owners.update(dict.fromkeys(found, part))
+    return owners
+
+
+def optimizer_groups(model: Any, stage: dict) -> list[dict]:
+    """Torch param groups for ``stage``: one per (lr part, decay or not); each trainable parameter once.
+
+    Each group carries ``lr``, ``weight_decay`` and, for reading, ``part`` (the lr part, or ``default``).
+    """
+    rates = learning_rates(stage)
+    weight_decay = {**OPTIMIZER_DEFAULTS, **(stage.get("optimizer") or {})}["weight_decay"]
+    owners = learning_rate_owners(model, stage)
+    decay = decay_parameter_names(model)
+    grouped: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        part = owners.get(id(parameter), "default")
+        if part not in rates:
+            raise RecipeError(
+                f"stage {stage.get('name', '?')!r}: parameter {name} is trained but has no learning rate; "
+                "set `lr: NUMBER` or `lr: {default: NUMBER, ...}`"
+            )
+        grouped.setdefault((part, name in decay), []).append(parameter)
+    return [
+        {"params": params, "lr": rates[part], "weight_decay": weight_decay if decays else 0.0, "part": part}
+        for (part, decays), params in grouped.items()
+    ]
+
+
+def make_optimizer(model: Any, stage: dict) -> torch.optim.Optimizer:
+    """``torch.optim.AdamW`` over ``optimizer_groups`` with the stage's betas, eps and weight decay."""
+    options = {**OPTIMIZER_DEFAULTS, **(stage.get("optimizer") or {})}
+    if options["name"] != "adamw":
+        raise RecipeError(f"stage {stage.get('name', '?')!r}: optimizer {options['name']!r} is not supported")
+    groups = optimizer_groups(model, stage)
+    return torch.optim.AdamW(groups, betas=tuple(options["betas"]), eps=options["eps"])
+
+
+def warmup_steps(stage: dict, num_training_steps: int) -> int:
+    """The stage's ``warmup_steps``, or ceil(``warmup_ratio`` × steps) as transformers' Trainer."""
+    schedule = stage.get("schedule") or {}
+    if "warmup_ratio" in schedule:
+        return math.ceil(schedule["warmup_ratio"] * num_training_steps)
+    return int(schedule.get("warmup_steps", 0))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, stage: dict, num_training_steps: int) -> Any:
+    """The stage's learning-rate schedule from ``transformers.get_scheduler`` (cosine, linear, constant)."""
+    from transformers import get_scheduler
+
+    name = (stage.get("schedule") or {}).get("name", "linear")
+    warmup = warmup_steps(stage, num_training_steps)
+    if name == "constant" and warmup:
+        name = "constant_with_warmup"
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=num_training_steps)
