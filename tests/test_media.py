@@ -80,3 +80,43 @@ def test_video_from_frame_folder_is_sorted(tmp_path) -> None:
     assert [f.getpixel((0, 0)) for f in frames] == [(255, 0, 0), (0, 128, 0), (0, 0, 255)]
     with pytest.raises(MediaError, match="list of frames or a folder"):
         load_video(42)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "colour"),
+    [("PNG", "RGB", (10, 200, 30)), ("JPEG", "L", 128), ("WEBP", "RGB", (0, 0, 255)), ("GIF", "P", 3)],
+)
+def test_png_jpeg_webp_gif_and_grayscale_decode_to_rgb(tmp_path, fmt, mode, colour) -> None:
+    path = tmp_path / f"image.{fmt.lower()}"
+    Image.new(mode, (12, 9), colour).save(path, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    image = load_image(path)
+    assert image.mode == "RGB" and image.size == (12, 9)
+    expected = Image.new(mode, (1, 1), colour).convert("RGB").getpixel((0, 0))
+    assert all(abs(a - b) <= 2 for a, b in zip(image.getpixel((5, 5)), expected, strict=True))
+
+
+def test_transparent_pixels_become_white_not_black(tmp_path) -> None:
+    image = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    image.putpixel((0, 0), (0, 0, 255, 255))
+    path = tmp_path / "alpha.png"
+    image.save(path)
+    rgb = load_image(path)
+    assert rgb.getpixel((3, 3)) == (255, 255, 255) and rgb.getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_urls_read_local_files_and_the_media_cache_never_the_network(tmp_path, monkeypatch) -> None:
+    local = tmp_path / "dir with space" / "a.png"
+    local.parent.mkdir()
+    local.write_bytes(png_bytes())
+    assert load_image(local.as_uri()).size == (30, 20)
+    cache = tmp_path / "cache"
+    (cache / "example.com" / "images").mkdir(parents=True)
+    (cache / "example.com" / "images" / "bird.png").write_bytes(png_bytes((7, 5)))
+    monkeypatch.setenv("ZOO_MEDIA_CACHE", str(cache))
+    assert load_image("https://example.com/images/bird.png").size == (7, 5)
+    with pytest.raises(MediaError, match="not in the local media cache.*nothing is downloaded"):
+        load_image("https://example.com/images/missing.png")
+    other = tmp_path / "other"
+    (other / "example.com").mkdir(parents=True)
+    (other / "example.com" / "x.png").write_bytes(png_bytes((3, 3)))
+    assert load_image("http://example.com/x.png", cache_dir=other).size == (3, 3)

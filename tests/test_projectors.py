@@ -274,7 +274,7 @@ def test_macaw_length_errors() -> None:
 
 def test_macaw_video_encodes_frame_positions_before_compression() -> None:
     torch.manual_seed(0)
-    video = _macaw(video_frames=3, patches_per_frame=4).eval()
+    video = _macaw(video_frames=3, patches_per_frame=4, video_position="frame").eval()
     assert video.output_length(12) == 3
     features = torch.randn(2, 12, DIM_IN)
     before = video(features)
@@ -395,3 +395,30 @@ def test_perceiver_computes_what_idefics2s_connector_computes() -> None:
     with torch.no_grad():
         expected = connector(features, attention_mask=torch.ones(2, 10, dtype=torch.long))
         torch.testing.assert_close(projector(features), expected)
+
+
+def test_macaw_sinusoidal_video_position_is_the_released_encoding() -> None:
+    import math
+
+    from zoo.components.projectors import _macaw_sinusoid
+
+    table = _macaw_sinusoid(5, 8)
+    for pos in range(5):  # the reference's loop: sin at even i, cos at i + 1, frequency exp(-log(1e4)/h * 2i)
+        for i in range(0, 8, 2):
+            div = math.exp(-(math.log(10000.0) / 8 * (2 * i)))
+            assert table[pos, i].item() == pytest.approx(math.sin(pos * div), abs=1e-6)
+            assert table[pos, i + 1].item() == pytest.approx(math.cos(pos * div), abs=1e-6)
+    torch.manual_seed(0)
+    video = _macaw(video_frames=3, patches_per_frame=4).eval()
+    assert video.video_position == "sinusoidal" and not hasattr(video, "frame_position")
+    features = torch.randn(1, 12, DIM_IN)
+    shifted = torch.cat([features[:, 4:], features[:, :4]], dim=1)  # the same frames in another order
+    assert not torch.allclose(video(features), video(shifted))
+
+
+def test_macaw_temporal_heads_are_separate_from_the_alignment_heads() -> None:
+    video = MacawAligner(512, 4096, kernel_size=36, stride=30, num_heads=16, video_frames=6,
+                         patches_per_frame=196, temporal_heads=8)  # fmt: skip
+    assert (video.temporal_attention.num_heads, video.align_attention.num_heads) == (8, 16)
+    with pytest.raises(ComponentArgumentError, match="video_position must be one of"):
+        MacawAligner(16, 32, video_frames=2, patches_per_frame=2, video_position="learned")

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import zoo
-from zoo.chat import reply
 from zoo.cli import main
 from zoo.demo import synthetic_image
 from zoo.summary import component_rows
@@ -28,9 +27,32 @@ def processor(model) -> zoo.ZooProcessor:
     return zoo.ZooProcessor.from_model(model)
 
 
-def test_real_backbone_answers_a_text_question(model, processor) -> None:
-    answer = reply(model, processor, [{"role": "user", "content": "What is the capital of France?"}])
-    assert "paris" in answer.lower()
+def test_real_backbone_answers_a_text_question(model) -> None:
+    """The backbone is the real SmolLM2-Instruct: with its own chat template it answers correctly (the
+    recipe's S3 layout is new to it until trained)."""
+    from transformers import AutoTokenizer
+
+    from zoo.weights import materialize
+
+    tokenizer = AutoTokenizer.from_pretrained(materialize(model.config.backbone["source"]))
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    ids = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.inference_mode():
+        out = model.backbone.model.generate(**ids, max_new_tokens=12, do_sample=False)
+    assert "paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1] :]).lower()
+
+
+def test_conversations_use_the_s3_layout(model, processor) -> None:
+    conversation = [
+        {"role": "user", "type": "image", "content": synthetic_image()},
+        {"role": "user", "content": "What is it?"},
+        {"role": "assistant", "content": "A red disc."},
+    ]
+    text = processor.decode(processor(conversation)["input_ids"][0], skip_special_tokens=False)
+    assert "[RS] [user] [M][img][img][img][img][/M]" in text
+    assert text.rstrip().endswith("[RS] [bot] A red disc. [/RS]")
 
 
 def test_image_and_speech_questions_run_end_to_end(model, processor) -> None:

@@ -20,6 +20,7 @@ from zoo.components.base import Backbone, Encoder, Projector
 from zoo.errors import IncompatibleComponentsError, PlaceholderMismatchError
 
 MODEL_TYPE = "zoo"
+MEDIA_POSITIONS = ("inline", "after_bos")
 _MEDIA_KWARGS = ("media", "media_features")
 
 
@@ -45,8 +46,15 @@ class ZooConfig(PretrainedConfig):
         text_vocab_size: int | None = None,
         recipe: str | None = None,
         text_config: dict | PretrainedConfig | None = None,
+        chat_template: str | None = None,
+        media_position: str = "inline",
+        max_length: int | None = None,
         **kwargs: Any,
     ) -> None:
+        if media_position not in MEDIA_POSITIONS:
+            raise IncompatibleComponentsError(
+                f"media_position must be one of {list(MEDIA_POSITIONS)}, got {media_position!r}"
+            )
         if isinstance(text_config, dict):
             fields = dict(text_config)
             text_config = AutoConfig.for_model(fields.pop("model_type"), **fields)
@@ -61,6 +69,11 @@ class ZooConfig(PretrainedConfig):
         self.token_ids = token_ids or {}
         self.text_vocab_size = text_vocab_size
         self.recipe = recipe
+        self.chat_template = (
+            chat_template  # the recipe's chat layout; None keeps the backbone tokenizer's own
+        )
+        self.media_position = media_position  # "inline": where the message puts it; "after_bos": Macaw
+        self.max_length = max_length  # the recipe's training sequence budget, in tokens
         super().__init__(**kwargs)
 
     @property
@@ -113,9 +126,11 @@ class ZooModel(PreTrainedModel, GenerationMixin):
             {m: _build("encoder", spec, load_weights) for m, spec in config.encoders.items()}
         )
         self.projectors = nn.ModuleDict({m: self._build_projector(m, load_weights) for m in config.encoders})
+        shared = self._share_projectors()
         self._ensure_token_ids()
         self.generation_config = self.backbone.model.generation_config
         self.post_init()
+        self.all_tied_weights_keys.update(shared)
 
     # -- construction ---------------------------------------------------------------------------------
     def _build_projector(self, modality: str, load_weights: bool) -> Projector:
@@ -143,20 +158,65 @@ class ZooModel(PreTrainedModel, GenerationMixin):
             projector.attach_backbone(self.backbone)
         return projector
 
+    def _share_projectors(self) -> dict[str, str]:
+        """Give each projector whose spec says ``shared_with: <modality>`` that modality's parameters.
+
+        Ying-VLM reads video frames with the image Q-Former: one set of weights, trained once. Returns the
+        ``{tied name: source name}`` pairs so saving stores each shared tensor once and loading re-ties it.
+        """
+        tied: dict[str, str] = {}
+        for modality, spec in self.config.projectors.items():
+            target = spec.get("shared_with")
+            if target is None:
+                continue
+            if (
+                target == modality
+                or target not in self.projectors
+                or self.config.projectors[target].get("shared_with")
+            ):
+                raise IncompatibleComponentsError(
+                    f"projector for {modality}: shared_with={target!r} must name another modality's projector "
+                    f"that is not itself shared (projectors: {sorted(self.projectors)})"
+                )
+            for name in _share_parameters(
+                self.projectors[modality], self.projectors[target], modality, target
+            ):
+                tied[f"projectors.{modality}.{name}"] = f"projectors.{target}.{name}"
+        return tied
+
     def _ensure_token_ids(self) -> None:
-        """Add the recipe's tokens to the tokenizer and the embedding table (ids recorded in the config)."""
+        """Add the recipe's tokens to the tokenizer and the embedding table (ids recorded in the config).
+
+        A meta-device build whose tokenizer cannot be had without a download (a full-size recipe with an
+        empty Hub cache) numbers the tokens after the backbone config's ``vocab_size`` instead.
+        """
         if not self.config.token_ids:
-            tokenizer = self.backbone.tokenizer
-            self.config.text_vocab_size = len(tokenizer)
-            self.config.token_ids = add_recipe_tokens(tokenizer, self.config)
+            tokenizer = self._tokenizer_for_ids()
+            if tokenizer is None:
+                first = self.backbone.model.config.vocab_size
+                self.config.text_vocab_size = first
+                self.config.token_ids = {t: first + i for i, t in enumerate(self.config.added_tokens())}
+            else:
+                self.config.text_vocab_size = len(tokenizer)
+                self.config.token_ids = add_recipe_tokens(tokenizer, self.config)
         needed = max(self.config.token_ids.values(), default=-1) + 1
         if needed > self.backbone.model.get_input_embeddings().num_embeddings:
             self.backbone.model.resize_token_embeddings(needed, mean_resizing=False)
 
+    def _tokenizer_for_ids(self) -> Any:
+        """The backbone's tokenizer; on the meta device only when it is available without a download."""
+        if self.backbone.model.get_input_embeddings().weight.is_meta:
+            offline = getattr(self.backbone, "offline_tokenizer", None)
+            return offline() if offline is not None else None
+        return self.backbone.tokenizer
+
     @property
     def tokenizer(self) -> Any:
-        """The backbone's tokenizer with the recipe's tokens added, checked against the ids the model uses."""
+        """The backbone's tokenizer with the recipe's tokens (and chat template) added, checked against the
+        ids the model uses."""
         tokenizer = self.backbone.tokenizer
+        if self.config.chat_template:
+            tokenizer.chat_template = self.config.chat_template
         ids = add_recipe_tokens(tokenizer, self.config)
         if ids != self.config.token_ids:
             raise IncompatibleComponentsError(
@@ -285,6 +345,21 @@ class ZooModel(PreTrainedModel, GenerationMixin):
             for key in _MEDIA_KWARGS:  # spliced into the KV cache on the first step; never again
                 inputs.pop(key, None)
         return inputs
+
+
+def _share_parameters(module: nn.Module, source: nn.Module, name: str, source_name: str) -> list[str]:
+    """Replace every parameter of ``module`` by the same-named parameter of ``source``; return the names."""
+    own = dict(module.named_parameters())
+    theirs = dict(source.named_parameters())
+    if own.keys() != theirs.keys() or any(own[k].shape != theirs[k].shape for k in own):
+        raise IncompatibleComponentsError(
+            f"the {name} projector cannot share the {source_name} projector's weights: their parameters differ "
+            "(use the same projector name and size arguments)"
+        )
+    for key, parameter in theirs.items():
+        owner_name, _, leaf = key.rpartition(".")
+        setattr(module.get_submodule(owner_name) if owner_name else module, leaf, parameter)
+    return sorted(theirs)
 
 
 def _device_of(module: nn.Module, default: torch.device) -> torch.device:

@@ -2,24 +2,35 @@
 
 A conversation is an S3-style list of messages ``{"role", "type", "content"}`` (``text`` is accepted for
 ``content``, as in S3's JSON). ``type`` is ``text`` or a modality the model has an encoder for; media
-content is a path, base64 string, bytes or an in-memory object. Consecutive messages of one role form one
-turn. The backbone's chat template lays out the turns; each media item is then expanded into exactly as
-many placeholder tokens as its projector emits, wrapped in the recipe's boundary tokens. Labels keep only
-the assistant's response tokens (everything else is -100).
+content is a path, URL cached locally, base64 string, bytes or an in-memory object. A video may also be
+shot-structured (Shot2Story): ``{"shots": [shot, ...], "asr": text}``, each shot one video item whose
+block is preceded by its index ("Shot 1: "), the ASR text added to the prompt ("The audio transcripts
+are: {asr}."). Consecutive messages of one role form one turn. The backbone's chat template lays out the
+turns; each media item is expanded into exactly as many placeholder tokens as its projector emits,
+wrapped in the recipe's boundary tokens, where the message put it (``media_position: inline``) or right
+after BOS (``after_bos``, Macaw-LLM). Labels keep only the assistant's response tokens (others -100).
+
+``truncate`` cuts text, never a media block; ``collate`` pads (optionally to a multiple of 8) or packs
+several samples per row with ``position_ids`` restarting at 0, which transformers' mask creation turns
+into attention that never crosses samples.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from zoo.errors import MediaError
-from zoo.media import LOADERS, describe
+from zoo.errors import DataError, IncompatibleComponentsError, MediaError, RecipeError, SampleTooLongError
+from zoo.media import describe, load_audio, load_image, load_video
 
 IGNORE_INDEX = -100
+MEDIA_POSITIONS = ("inline", "after_bos")
+SHOT_LABEL = "Shot {index}: "
+ASR_TEMPLATE = "The audio transcripts are: {asr}."
 ROLE_ALIASES = {
     "user": "user",
     "human": "user",
@@ -32,33 +43,69 @@ ROLE_ALIASES = {
 
 @dataclass(frozen=True)
 class MediaLayout:
-    """How one modality appears in the token stream and how its raw items become tensors."""
+    """How one modality appears in the token stream and how a raw item becomes tensors.
+
+    ``prepare`` maps one media item to a list of tensors, one per media block: usually one, several for
+    an audio clip that the encoder splits into 30 s windows.
+    """
 
     placeholder: str
     placeholder_id: int
     start_id: int
     end_id: int
     tokens_per_item: int
-    prepare: Callable[[Any], torch.Tensor]
+    prepare: Callable[[Any], list[torch.Tensor]]
 
 
 @dataclass
 class EncodedConversation:
+    """One tokenised conversation; ``blocks`` are the ``[start, stop)`` spans of its media blocks (with any
+    shot label in front), which truncation never cuts."""
+
     input_ids: list[int]
     labels: list[int]
     media: list[tuple[str, torch.Tensor]]
+    blocks: list[tuple[int, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def media_tokens(self) -> int:
+        return sum(stop - start for start, stop in self.blocks)
+
+
+@dataclass
+class _Item:
+    modality: str
+    tensor: torch.Tensor
+    label: str | None = None  # text put in front of the block (a shot's index)
 
 
 class ZooProcessor:
     """Conversation → ``input_ids``, ``attention_mask``, ``labels`` and ``media`` for a ``ZooModel``."""
 
-    def __init__(self, tokenizer: Any, layouts: dict[str, MediaLayout]) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        layouts: dict[str, MediaLayout],
+        media_position: str = "inline",
+        shot_label: str = SHOT_LABEL,
+        asr_template: str = ASR_TEMPLATE,
+        packing_error: str | None = None,
+    ) -> None:
+        if media_position not in MEDIA_POSITIONS:
+            raise RecipeError(f"media_position must be one of {MEDIA_POSITIONS}, got {media_position!r}")
         self.tokenizer = tokenizer
         self.layouts = layouts
+        self.media_position = media_position
+        self.shot_label = shot_label
+        self.asr_template = asr_template
+        self.packing_error = packing_error
 
     @classmethod
-    def from_model(cls, model: Any) -> ZooProcessor:
-        """The processor matching ``model``'s tokenizer, encoders and projectors."""
+    def from_model(cls, model: Any, **options: Any) -> ZooProcessor:
+        """The processor matching ``model``'s tokenizer, encoders, projectors and ``media_position``."""
         tokenizer = model.tokenizer
         ids = model.config.token_ids
         layouts = {}
@@ -72,7 +119,9 @@ class ZooProcessor:
                 tokens_per_item=model.tokens_per_item(modality),
                 prepare=_preparer(modality, encoder),
             )
-        return cls(tokenizer, layouts)
+        options.setdefault("media_position", getattr(model.config, "media_position", None) or "inline")
+        options.setdefault("packing_error", packing_unsupported(model))
+        return cls(tokenizer, layouts, **options)
 
     # -- public ---------------------------------------------------------------------------------------
     def __call__(
@@ -82,12 +131,15 @@ class ZooProcessor:
         add_generation_prompt: bool = False,
         padding_side: str | None = None,
         pad_to_multiple_of: int | None = None,
+        max_length: int | None = None,
     ) -> dict[str, Any]:
         """Encode one conversation or a batch of them into padded tensors."""
         batch = [conversations] if conversations and isinstance(conversations[0], dict) else conversations
         encoded = [self.encode(conv, add_generation_prompt=add_generation_prompt) for conv in batch]
         side = padding_side or ("left" if add_generation_prompt else "right")
-        return self.collate(encoded, padding_side=side, pad_to_multiple_of=pad_to_multiple_of)
+        return self.collate(
+            encoded, padding_side=side, pad_to_multiple_of=pad_to_multiple_of, max_length=max_length
+        )
 
     def encode(
         self, conversation: Sequence[dict], add_generation_prompt: bool = False
@@ -95,65 +147,161 @@ class ZooProcessor:
         """Token ids, labels (responses only) and prepared media items of one conversation."""
         turns, items = self._turns(conversation)
         ids, labels = self._tokenize_turns(turns, add_generation_prompt)
-        return self._expand_media(ids, labels, items)
+        encoded = self._expand_media(ids, labels, items)
+        return self._media_after_bos(encoded) if self.media_position == "after_bos" else encoded
+
+    def truncate(
+        self, encoded: EncodedConversation, max_length: int, min_response_tokens: int = 1
+    ) -> EncodedConversation:
+        """Cut text tokens from the end until the sample fits ``max_length``, skipping over media blocks.
+
+        Media blocks (and a leading BOS) are never cut and no media item is dropped. Raises
+        ``SampleTooLongError`` when those alone exceed ``max_length``, or when a sample that had response
+        tokens would keep fewer than ``min_response_tokens`` of them (it would train on nothing).
+        """
+        length = len(encoded.input_ids)
+        if length <= max_length:
+            return encoded
+        required = self._required_positions(encoded)
+        if len(required) > max_length:
+            raise SampleTooLongError(
+                f"sample of {length} tokens does not fit max_length={max_length} even without text: its "
+                f"{len(encoded.blocks)} media blocks take {encoded.media_tokens} tokens (+"
+                f"{len(required) - encoded.media_tokens} required)"
+            )
+        keep = _keep_positions(length, required, length - max_length)
+        labels = [encoded.labels[i] for i in keep]
+        had = sum(label != IGNORE_INDEX for label in encoded.labels)
+        kept = sum(label != IGNORE_INDEX for label in labels)
+        if had and kept < min_response_tokens:
+            raise SampleTooLongError(
+                f"sample of {length} tokens cut to max_length={max_length} would keep {kept} of its {had} "
+                f"response tokens (media blocks take {encoded.media_tokens} tokens)"
+            )
+        new_index = {old: new for new, old in enumerate(keep)}
+        blocks = [(new_index[start], new_index[stop - 1] + 1) for start, stop in encoded.blocks]
+        return EncodedConversation([encoded.input_ids[i] for i in keep], labels, list(encoded.media), blocks)
 
     def collate(
         self,
         encoded: list[EncodedConversation],
         padding_side: str = "right",
         pad_to_multiple_of: int | None = None,
+        packing: bool = False,
+        max_length: int | None = None,
     ) -> dict[str, Any]:
-        """Pad a list of encoded conversations into one batch; media stacked per modality in reading order."""
-        length = max(len(e.input_ids) for e in encoded)
-        if pad_to_multiple_of:
-            length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
-        pad_id = self.tokenizer.pad_token_id
-        if pad_id is None:
-            pad_id = self.tokenizer.eos_token_id
-        rows = [_pad(e, length, pad_id, padding_side) for e in encoded]
-        media: dict[str, list[torch.Tensor]] = {}
-        for e in encoded:
-            for modality, tensor in e.media:
-                media.setdefault(modality, []).append(tensor)
+        """Pad encoded conversations into one batch; media stacked per modality in reading order.
+
+        With ``max_length`` every sample is first truncated to it. With ``packing`` samples are placed
+        first-fit into rows of at most ``max_length`` tokens, ``position_ids`` restart at 0 for each
+        sample and there is no ``attention_mask``: transformers then builds attention that never crosses
+        samples (sdpa, eager and flash attention alike). Run the model with ``use_cache=False``.
+        """
+        if not encoded:
+            raise DataError("collate: the batch holds no samples")
+        if padding_side not in ("left", "right"):
+            raise DataError(f"collate: padding_side must be 'left' or 'right', got {padding_side!r}")
+        if max_length is not None:
+            encoded = [self.truncate(e, max_length) for e in encoded]
+        if packing:
+            return self._pack(encoded, max_length, pad_to_multiple_of)
+        length = _round_up(max(len(e.input_ids) for e in encoded), pad_to_multiple_of)
+        rows = [_pad(e, length, self.pad_id, padding_side) for e in encoded]
         return {
             "input_ids": torch.tensor([r[0] for r in rows]),
             "attention_mask": torch.tensor([r[1] for r in rows]),
             "labels": torch.tensor([r[2] for r in rows]),
-            "media": {m: torch.stack(t) for m, t in media.items()},
+            "media": _stack_media(encoded),
         }
 
     def decode(self, ids: Sequence[int] | torch.Tensor, skip_special_tokens: bool = True) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
 
+    @property
+    def pad_id(self) -> int:
+        pad_id = self.tokenizer.pad_token_id
+        return self.tokenizer.eos_token_id if pad_id is None else pad_id
+
+    # -- packing --------------------------------------------------------------------------------------
+    def _pack(
+        self, encoded: list[EncodedConversation], max_length: int | None, pad_to_multiple_of: int | None
+    ) -> dict[str, Any]:
+        if self.packing_error:
+            raise IncompatibleComponentsError(f"packing is not supported: {self.packing_error}")
+        if max_length is None:
+            raise DataError("collate: packing needs max_length (the length of a packed row)")
+        rows = _first_fit(encoded, max_length)
+        length = _round_up(max(sum(len(e.input_ids) for e in row) for row in rows), pad_to_multiple_of)
+        ids, labels, positions = zip(*(self._packed_row(row, length) for row in rows), strict=True)
+        ordered = [e for row in rows for e in row]  # reading order of the packed rows
+        return {
+            "input_ids": torch.tensor(ids),
+            "labels": torch.tensor(labels),
+            "position_ids": torch.tensor(positions),
+            "media": _stack_media(ordered),
+        }
+
+    def _packed_row(self, row: list[EncodedConversation], length: int) -> tuple[list, list, list]:
+        ids: list[int] = []
+        labels: list[int] = []
+        positions: list[int] = []
+        for e in row:
+            ids += e.input_ids
+            labels += [IGNORE_INDEX] + e.labels[1:]  # nothing predicts a sample's first token
+            positions += list(range(len(e.input_ids)))
+        extra = length - len(ids)  # padding is one more "sample" that attends only to itself
+        return ids + [self.pad_id] * extra, labels + [IGNORE_INDEX] * extra, positions + list(range(extra))
+
     # -- steps ----------------------------------------------------------------------------------------
-    def _turns(self, conversation: Sequence[dict]) -> tuple[list[dict], list[tuple[str, Any]]]:
-        """Merge consecutive messages of one role; media become one placeholder token each."""
+    def _turns(self, conversation: Sequence[dict]) -> tuple[list[dict], list[_Item]]:
+        """Merge consecutive messages of one role; media items become one placeholder token each."""
         turns: list[dict] = []
-        items: list[tuple[str, Any]] = []
+        items: list[_Item] = []
         for index, message in enumerate(conversation):
             role, kind, content = _parse_message(message, index)
             if kind == "text":
                 self._reject_reserved(content, index)
                 piece = content
             else:
-                items.append((kind, self._prepare(kind, content, index)))
-                piece = self.layouts[kind].placeholder
+                new = self._prepare(kind, content, index)
+                items += new
+                piece = "\n".join(self.layouts[kind].placeholder for _ in new)
+                piece += self._asr_text(content, index)
             if turns and turns[-1]["role"] == role:
                 turns[-1]["content"] += "\n" + piece
             else:
                 turns.append({"role": role, "content": piece})
         return turns, items
 
-    def _prepare(self, modality: str, content: Any, index: int) -> torch.Tensor:
+    def _prepare(self, modality: str, content: Any, index: int) -> list[_Item]:
         if modality not in self.layouts:
             raise MediaError(
                 f"message {index}: type {modality!r} has no encoder in this model "
                 f"(it reads: text, {', '.join(self.layouts) or 'no media'})"
             )
+        prepare = self.layouts[modality].prepare
         try:
-            return self.layouts[modality].prepare(content)
+            if modality == "video" and isinstance(content, dict) and "shots" in content:
+                shots = _shots(content, index)
+                return [
+                    _Item(modality, tensor, self.shot_label.format(index=number))
+                    for number, shot in enumerate(shots, start=1)
+                    for tensor in prepare(shot)
+                ]
+            return [_Item(modality, tensor) for tensor in prepare(content)]
         except MediaError as error:
             raise MediaError(f"message {index}: {error}") from None
+
+    def _asr_text(self, content: Any, index: int) -> str:
+        asr = content.get("asr") if isinstance(content, dict) and "shots" in content else None
+        if asr is None or not str(asr).strip():
+            return ""
+        if not isinstance(asr, str):
+            raise MediaError(
+                f"message {index}: shot-structured video `asr` must be text, got {type(asr).__name__}"
+            )
+        self._reject_reserved(asr, index)
+        return "\n" + self.asr_template.format(asr=asr.strip())
 
     def _reject_reserved(self, text: str, index: int) -> None:
         for modality, layout in self.layouts.items():
@@ -185,13 +333,12 @@ class ZooProcessor:
             labels[len(before) : len(through)] = through[len(before) :]
         return ids, labels
 
-    def _expand_media(
-        self, ids: list[int], labels: list[int], items: list[tuple[str, Any]]
-    ) -> EncodedConversation:
+    def _expand_media(self, ids: list[int], labels: list[int], items: list[_Item]) -> EncodedConversation:
         by_id = {layout.placeholder_id: (m, layout) for m, layout in self.layouts.items()}
         out_ids: list[int] = []
         out_labels: list[int] = []
         media: list[tuple[str, torch.Tensor]] = []
+        blocks: list[tuple[int, int]] = []
         pending = iter(items)
         for token, label in zip(ids, labels, strict=True):
             if token not in by_id:
@@ -199,15 +346,57 @@ class ZooProcessor:
                 out_labels.append(label)
                 continue
             modality, layout = by_id[token]
-            media.append((modality, _next_item(pending, modality)))
-            block = [layout.start_id] + [layout.placeholder_id] * layout.tokens_per_item + [layout.end_id]
+            item = _next_item(pending, modality)
+            media.append((modality, item.tensor))
+            prefix = self.tokenizer(item.label, add_special_tokens=False)["input_ids"] if item.label else []
+            block = prefix + [layout.start_id] + [layout.placeholder_id] * layout.tokens_per_item
+            block.append(layout.end_id)
+            blocks.append((len(out_ids), len(out_ids) + len(block)))
             out_ids += block
             out_labels += [IGNORE_INDEX] * len(block)
         if next(pending, None) is not None:
             raise MediaError(
                 "the chat template dropped a media placeholder; media and placeholders do not pair up"
             )
-        return EncodedConversation(out_ids, out_labels, media)
+        return EncodedConversation(out_ids, out_labels, media, blocks)
+
+    def _media_after_bos(self, encoded: EncodedConversation) -> EncodedConversation:
+        """Move every media block (in reading order) to right after BOS, before the text (Macaw-LLM)."""
+        ids, labels = encoded.input_ids, encoded.labels
+        inside = {i for start, stop in encoded.blocks for i in range(start, stop)}
+        text = [i for i in range(len(ids)) if i not in inside]
+        head = 1 if text and ids[text[0]] == self.tokenizer.bos_token_id else 0
+        order = text[:head] + sorted(inside) + text[head:]
+        blocks, cursor = [], head
+        for start, stop in encoded.blocks:
+            blocks.append((cursor, cursor + stop - start))
+            cursor += stop - start
+        return EncodedConversation([ids[i] for i in order], [labels[i] for i in order], encoded.media, blocks)
+
+    def _required_positions(self, encoded: EncodedConversation) -> set[int]:
+        required = {i for start, stop in encoded.blocks for i in range(start, stop)}
+        bos = self.tokenizer.bos_token_id
+        if encoded.input_ids and bos is not None and encoded.input_ids[0] == bos:
+            required.add(0)
+        return required
+
+
+def packing_unsupported(model: Any) -> str | None:
+    """Why ``model``'s backbone cannot keep packed samples apart, or ``None`` when it can.
+
+    transformers detects packed rows from ``position_ids`` (with no attention mask) in
+    ``masking_utils.create_causal_mask``; a backbone whose modelling code does not build its mask there
+    would let packed samples attend to each other.
+    """
+    backbone = getattr(getattr(model, "backbone", None), "model", None)
+    base = getattr(backbone, "base_model", backbone)
+    module = sys.modules.get(type(base).__module__)
+    if module is None or not hasattr(module, "create_causal_mask"):
+        return (
+            f"the backbone {type(base).__name__} does not build its attention mask with transformers' "
+            "masking_utils, which is what keeps packed samples from attending to each other"
+        )
+    return None
 
 
 def _parse_message(message: dict, index: int) -> tuple[str, str, Any]:
@@ -229,21 +418,73 @@ def _parse_message(message: dict, index: int) -> tuple[str, str, Any]:
     return role, kind, content
 
 
-def _preparer(modality: str, encoder: Any) -> Callable[[Any], torch.Tensor]:
-    loader = LOADERS.get(modality)
-    if loader is None:
-        return encoder.preprocess
+def _shots(content: dict, index: int) -> list[Any]:
+    shots = content["shots"]
+    if not isinstance(shots, (list, tuple)) or not shots:
+        raise MediaError(f"message {index}: shot-structured video needs a non-empty `shots` list")
+    return list(shots)
+
+
+def _preparer(modality: str, encoder: Any) -> Callable[[Any], list[torch.Tensor]]:
+    """Decode one item the way ``encoder`` needs it, then its own preprocessing; one tensor per block."""
+    if modality == "image":
+        return lambda item: [encoder.preprocess(load_image(item))]
     if modality == "audio":
         rate = getattr(encoder, "sampling_rate", 16000)
-        return lambda item: encoder.preprocess(loader(item, rate))
-    return lambda item: encoder.preprocess(loader(item))
+        split = getattr(encoder, "preprocess_items", None)
+        if split is not None:
+            return lambda item: split(load_audio(item, rate))
+        return lambda item: [encoder.preprocess(load_audio(item, rate))]
+    if modality == "video":
+        frames = getattr(encoder, "num_frames", None)
+        return lambda item: [encoder.preprocess(load_video(item, frames))]
+    return lambda item: [encoder.preprocess(item)]
 
 
-def _next_item(pending: Any, modality: str) -> torch.Tensor:
+def _next_item(pending: Any, modality: str) -> _Item:
     item = next(pending, None)
-    if item is None or item[0] != modality:
+    if item is None or item.modality != modality:
         raise MediaError(f"media order mismatch at a {modality} placeholder: {describe(item)}")
-    return item[1]
+    return item
+
+
+def _keep_positions(length: int, required: set[int], excess: int) -> list[int]:
+    """Positions left after dropping ``excess`` non-required tokens, last ones first."""
+    dropped: set[int] = set()
+    for position in range(length - 1, -1, -1):
+        if len(dropped) == excess:
+            break
+        if position not in required:
+            dropped.add(position)
+    return [i for i in range(length) if i not in dropped]
+
+
+def _first_fit(encoded: list[EncodedConversation], capacity: int) -> list[list[EncodedConversation]]:
+    rows: list[list[EncodedConversation]] = []
+    used: list[int] = []
+    for sample in encoded:
+        size = len(sample.input_ids)
+        for row, taken in enumerate(used):
+            if taken + size <= capacity:
+                rows[row].append(sample)
+                used[row] += size
+                break
+        else:
+            rows.append([sample])
+            used.append(size)
+    return rows
+
+
+def _round_up(length: int, multiple: int | None) -> int:
+    return -(-length // multiple) * multiple if multiple else length
+
+
+def _stack_media(encoded: list[EncodedConversation]) -> dict[str, torch.Tensor]:
+    media: dict[str, list[torch.Tensor]] = {}
+    for e in encoded:
+        for modality, tensor in e.media:
+            media.setdefault(modality, []).append(tensor)
+    return {m: torch.stack(t) for m, t in media.items()}
 
 
 def _pad(

@@ -162,6 +162,7 @@ class Recipe:
             recipe=self.name,
             chat_template=self.chat_template,
             media_position=self.media_position,
+            max_length=self.max_length,
         )
 
 

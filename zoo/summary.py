@@ -133,6 +133,11 @@ def _count(module: nn.Module) -> tuple[int, int, int]:
 def _source(spec: dict) -> str:
     if spec.get("shared_with"):
         return f"shared with projector.{spec['shared_with']}"
+    frame_encoder = (spec.get("args") or {}).get("frame_encoder")
+    if not spec.get("source") and isinstance(
+        frame_encoder, dict
+    ):  # video-frames: its frame encoder's weights
+        return _source(frame_encoder)
     return str(spec.get("source") or "random init")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -94,6 +95,31 @@ class CausalLMBackbone(Backbone):
                 raise ComponentArgumentError("causal-lm: no tokenizer source (set `tokenizer` or `source`)")
             folder = materialize(self.tokenizer_source, self.tokenizer_revision, metadata_only=True)
             self._tokenizer = AutoTokenizer.from_pretrained(folder)
+        return self._tokenizer
+
+    def offline_tokenizer(self) -> Any:
+        """The tokenizer when it can be had without a download (a local or package source, or a Hub repo
+        already in the cache), else None. Meta-device builds use this so they never fetch anything."""
+        if self._tokenizer is not None or self.tokenizer_source is None:
+            return self._tokenizer
+        from zoo.errors import WeightSourceError
+        from zoo.weights import parse_source
+
+        parsed = parse_source(self.tokenizer_source, self.tokenizer_revision)
+        if parsed.hub is None:
+            try:
+                return self.tokenizer
+            except (WeightSourceError, OSError):
+                return None
+        if parsed.kind != "hub":  # a GGUF / CTranslate2 file on the Hub: converting it needs the weights
+            return None
+        from huggingface_hub import try_to_load_from_cache
+        from transformers import AutoTokenizer
+
+        cached = try_to_load_from_cache(parsed.location, "tokenizer_config.json", revision=parsed.revision)
+        if not isinstance(cached, str):
+            return None
+        self._tokenizer = AutoTokenizer.from_pretrained(Path(cached).parent)
         return self._tokenizer
 
     @property

@@ -6,6 +6,8 @@ from the weight source's config, or from an inline ``config`` dict (random init,
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,9 @@ from torch import nn
 
 from zoo.components.base import Encoder
 from zoo.errors import ComponentArgumentError, MediaError
+from zoo.media import load_image, load_video, uniform_indices
+
+logger = logging.getLogger(__name__)
 
 
 def _freeze(module: torch.nn.Module) -> None:
@@ -110,8 +115,18 @@ class CLIPVisionEncoder(Encoder):
         return tokens
 
 
+LONG_AUDIO_POLICIES = ("chunk", "truncate", "error")
+
+
 class WhisperAudioEncoder(Encoder):
-    """Whisper encoder via transformers: 30 s of 16 kHz audio as log-mel features to 1500 tokens."""
+    """Whisper encoder via transformers: 30 s of 16 kHz audio as log-mel features to 1500 tokens.
+
+    Clips longer than Whisper's 30 s window follow ``long_audio``: ``"chunk"`` (default) splits them into
+    consecutive 30 s windows, each its own audio item (its own media block), up to ``max_audio_chunks``
+    windows, beyond which the clip is a ``MediaError``; ``"truncate"`` keeps the first 30 s and warns;
+    ``"error"`` rejects any clip over 30 s. Log-mel features come from transformers'
+    ``WhisperFeatureExtractor`` (its torch STFT path), computed for all windows of a clip in one batch.
+    """
 
     modality = "audio"
     sampling_rate = 16000
@@ -122,11 +137,21 @@ class WhisperAudioEncoder(Encoder):
         revision: str | None = None,
         load_weights: bool = True,
         config: dict | None = None,
+        long_audio: str = "chunk",
+        max_audio_chunks: int = 10,
     ) -> None:
         super().__init__()
         from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+        if long_audio not in LONG_AUDIO_POLICIES:
+            raise ComponentArgumentError(
+                f"whisper-encoder: long_audio must be one of {LONG_AUDIO_POLICIES}, got {long_audio!r}"
+            )
+        if max_audio_chunks < 1:
+            raise ComponentArgumentError(
+                f"whisper-encoder: max_audio_chunks must be >= 1, got {max_audio_chunks}"
+            )
         self.model, folder = _pretrained_or_config(
             "whisper-encoder",
             lambda path: WhisperModel.from_pretrained(path).get_encoder(),
@@ -138,22 +163,73 @@ class WhisperAudioEncoder(Encoder):
         self.dim = cfg.d_model
         self._tokens = cfg.max_source_positions
         self.feature_extractor = _preprocessor(folder, WhisperFeatureExtractor, feature_size=cfg.num_mel_bins)
+        self.long_audio = long_audio
+        self.max_audio_chunks = max_audio_chunks
         _freeze(self)
 
     @property
     def num_tokens(self) -> int:
         return self._tokens
 
-    def preprocess(self, item: Any) -> torch.Tensor:
+    @property
+    def window_samples(self) -> int:
+        """Samples in one Whisper window (30 s at 16 kHz)."""
+        return int(self.feature_extractor.n_samples)
+
+    def split(self, item: Any) -> list[np.ndarray]:
+        """A mono 16 kHz waveform as the windows the long-audio policy makes of it (one for short clips)."""
         waveform = np.asarray(item, dtype=np.float32)
         if waveform.ndim != 1:
             raise MediaError(
                 f"audio for the Whisper encoder must be a mono waveform, got shape {waveform.shape}"
             )
-        features = self.feature_extractor(
-            waveform, sampling_rate=self.sampling_rate, return_tensors="pt", padding="max_length"
+        window = self.window_samples
+        if waveform.size <= window:
+            return [waveform]
+        seconds = waveform.size / self.sampling_rate
+        limit = window / self.sampling_rate
+        if self.long_audio == "error":
+            raise MediaError(
+                f"audio clip of {seconds:.1f}s exceeds Whisper's {limit:.0f}s window (long_audio: error)"
+            )
+        if self.long_audio == "truncate":
+            message = (
+                f"audio clip of {seconds:.1f}s truncated to its first {limit:.0f}s (long_audio: truncate)"
+            )
+            warnings.warn(message, stacklevel=2)
+            logger.warning(message)
+            return [waveform[:window]]
+        chunks = [waveform[i : i + window] for i in range(0, waveform.size, window)]
+        if len(chunks) > self.max_audio_chunks:
+            raise MediaError(
+                f"audio clip of {seconds:.1f}s needs {len(chunks)} windows of {limit:.0f}s, more than "
+                f"max_audio_chunks={self.max_audio_chunks} (long_audio: chunk)"
+            )
+        return chunks
+
+    def features(self, waveforms: list[np.ndarray]) -> torch.Tensor:
+        """Log-mel features ``[n, mel_bins, 3000]`` of up-to-30 s waveforms, computed as one batch."""
+        out = self.feature_extractor(
+            waveforms,
+            sampling_rate=self.sampling_rate,
+            return_tensors="pt",
+            padding="max_length",
+            device="cpu",
         )
-        return features["input_features"][0]
+        return out["input_features"]
+
+    def preprocess_items(self, item: Any) -> list[torch.Tensor]:
+        """One clip as one feature tensor per window (several for long clips under ``long_audio: chunk``)."""
+        return list(self.features(self.split(item)))
+
+    def preprocess(self, item: Any) -> torch.Tensor:
+        items = self.preprocess_items(item)
+        if len(items) > 1:
+            raise MediaError(
+                f"audio clip spans {len(items)} Whisper windows; it is {len(items)} audio items: use "
+                "preprocess_items (the processor does)"
+            )
+        return items[0]
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         dtype = self.model.conv1.weight.dtype
@@ -202,14 +278,18 @@ class VideoFramesEncoder(Encoder):
 
     def sample_indices(self, total: int) -> list[int]:
         """Uniformly spaced frame indices (the centre of each of ``num_frames`` equal segments)."""
-        if total < 1:
-            raise MediaError("video has no frames")
-        return [min(total - 1, int((i + 0.5) * total / self.num_frames)) for i in range(self.num_frames)]
+        return uniform_indices(total, self.num_frames)
+
+    def load(self, item: Any) -> list[Any]:
+        """``num_frames`` decoded frames of a video item (file, time range, frame folder or frame list)."""
+        return load_video(item, self.num_frames)
 
     def preprocess(self, item: Any) -> torch.Tensor:
+        """Frames (already sampled, or any number to sample from) to ``[num_frames, 3, H, W]``."""
         frames = list(item)
-        chosen = [frames[i] for i in self.sample_indices(len(frames))]
-        return torch.stack([self.frame_encoder.preprocess(frame) for frame in chosen])
+        if len(frames) != self.num_frames:
+            frames = [frames[i] for i in self.sample_indices(len(frames))]
+        return torch.stack([self.frame_encoder.preprocess(load_image(frame)) for frame in frames])
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         batch, frames = inputs.shape[:2]

@@ -17,6 +17,7 @@ prefix. transformers is imported only by the two projectors that use it.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -117,6 +118,7 @@ class MLPProjector(_CheckedProjector):
 
 
 S3Pool = Literal["mean", "flatten", "none"]
+MacawPosition = Literal["sinusoidal", "frame"]
 S3Activation = Literal["none", "relu", "gelu"]
 
 
@@ -207,9 +209,14 @@ class MacawAligner(_CheckedProjector):
 
     Reference kernel/stride: image 48/36 over 196 patches (5 tokens), video 36/30 over 6 x 196 (39), audio
     240/220 over Whisper's 1500 frames (6). With ``video_frames`` set, the reference's temporal block runs
-    first: a learned per-frame position embedding (``nn.Embedding(video_frames, dim_in)``) added to every
-    token of its frame, then a self-attention (same kind of ``MultiheadAttention``, width ``dim_in``) over
-    the whole frame-patch sequence; the input must then hold ``video_frames * patches_per_frame`` tokens.
+    first: a position encoding, then a self-attention (same kind of ``MultiheadAttention``, width
+    ``dim_in``, ``temporal_heads`` heads) over the whole frame-patch sequence; the input must then hold
+    ``video_frames * patches_per_frame`` tokens. ``video_position="sinusoidal"`` (default) is the released
+    ``encode_video_long``: a fixed sin/cos encoding over all ``frames x patches`` positions, with the
+    reference's frequencies ``10000^(-2i/d)`` for even ``i``; ``video_position="frame"`` is the earlier
+    ``encode_video``'s learned per-frame embedding (``nn.Embedding(video_frames, dim_in)``) added to every
+    token of its frame. The reference uses ``attention_heads`` (8) for the video self-attention and twice
+    that (16) for the alignment attention.
 
     ``E`` is read from ``backbone.model.get_input_embeddings().weight`` at every call (so a matrix resized
     for new tokens is seen, and gradients reach it when it is trainable); the aligner keeps a plain
@@ -231,22 +238,28 @@ class MacawAligner(_CheckedProjector):
         dropout: float = 0.1,
         video_frames: int | None = None,
         patches_per_frame: int | None = None,
+        video_position: MacawPosition = "sinusoidal",
+        temporal_heads: int | None = None,
     ) -> None:
         super().__init__(dim_in, llm_dim)
         owner = "MacawAligner"
         _require_positive(owner, kernel_size=kernel_size, stride=stride, num_heads=num_heads)
         _require_divides(owner, "num_heads", num_heads, "llm_dim", llm_dim)
+        _require_choice(owner, "video_position", video_position, ("sinusoidal", "frame"))
         self.kernel_size, self.stride, self.num_heads = kernel_size, stride, num_heads
         self.video_frames, self.patches_per_frame = video_frames, patches_per_frame
+        self.video_position = video_position
+        self.temporal_heads = num_heads if temporal_heads is None else temporal_heads
         if video_frames is not None or patches_per_frame is not None:
             self._build_temporal(video_frames, patches_per_frame, dropout)
         self.compress = nn.Conv1d(dim_in, dim_in, kernel_size=kernel_size, stride=stride)
         self.to_llm = nn.Linear(dim_in, llm_dim)
-        self.align_attention = self._attention(llm_dim, dropout)
+        self.align_attention = self._attention(llm_dim, num_heads, dropout)
 
-    def _attention(self, width: int, dropout: float) -> nn.MultiheadAttention:
+    @staticmethod
+    def _attention(width: int, heads: int, dropout: float) -> nn.MultiheadAttention:
         return nn.MultiheadAttention(
-            width, self.num_heads, dropout=dropout, add_bias_kv=True, add_zero_attn=True, batch_first=True
+            width, heads, dropout=dropout, add_bias_kv=True, add_zero_attn=True, batch_first=True
         )
 
     def _build_temporal(self, frames: int | None, patches: int | None, dropout: float) -> None:
@@ -256,11 +269,21 @@ class MacawAligner(_CheckedProjector):
                 f"(got video_frames={frames!r}, patches_per_frame={patches!r}; Macaw uses 6 and 196)"
             )
         _require_positive("MacawAligner", video_frames=frames, patches_per_frame=patches)
+        _require_positive("MacawAligner", temporal_heads=self.temporal_heads)
         _require_divides(
-            "MacawAligner", "num_heads", self.num_heads, "dim_in (video self-attention)", self.dim_in
+            "MacawAligner",
+            "temporal_heads",
+            self.temporal_heads,
+            "dim_in (video self-attention)",
+            self.dim_in,
         )
-        self.frame_position = nn.Embedding(frames, self.dim_in)
-        self.temporal_attention = self._attention(self.dim_in, dropout)
+        if self.video_position == "frame":
+            self.frame_position = nn.Embedding(frames, self.dim_in)
+        elif self.dim_in % 2:
+            raise ComponentArgumentError(
+                f"MacawAligner: video_position='sinusoidal' needs an even dim_in, got {self.dim_in}"
+            )
+        self.temporal_attention = self._attention(self.dim_in, self.temporal_heads, dropout)
 
     def output_length(self, input_length: int) -> int:
         self._check_length(input_length)
@@ -303,9 +326,14 @@ class MacawAligner(_CheckedProjector):
         return weight
 
     def _temporal(self, features: torch.Tensor) -> torch.Tensor:
-        frame_index = torch.arange(self.video_frames, device=features.device)
-        positions = self.frame_position(frame_index).repeat_interleave(self.patches_per_frame, dim=0)
-        hidden = features + positions.to(features.dtype)
+        if self.video_position == "frame":
+            frame_index = torch.arange(self.video_frames, device=features.device)
+            positions = self.frame_position(frame_index).repeat_interleave(self.patches_per_frame, dim=0)
+        else:
+            positions = _macaw_sinusoid(
+                self.video_frames * self.patches_per_frame, self.dim_in, features.device
+            )
+        hidden = features + positions.to(features.device, features.dtype)
         return self.temporal_attention(hidden, hidden, hidden, need_weights=False)[0]
 
     def _align(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -324,11 +352,23 @@ class MacawAligner(_CheckedProjector):
         return self._align(self.to_llm(hidden))
 
     def extra_repr(self) -> str:
-        video = f", video_frames={self.video_frames}, patches_per_frame={self.patches_per_frame}"
+        video = (
+            f", video_frames={self.video_frames}, patches_per_frame={self.patches_per_frame}, "
+            f"video_position={self.video_position!r}, temporal_heads={self.temporal_heads}"
+        )
         return (
             f"{super().extra_repr()}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"num_heads={self.num_heads}" + (video if self.video_frames is not None else "")
         )
+
+
+def _macaw_sinusoid(length: int, width: int, device: torch.device | None = None) -> torch.Tensor:
+    """The released Macaw ``create_positional_encoding``: sin at even channels i, cos at i + 1, both at
+    frequency ``10000^(-2i/width)`` (twice the usual exponent, as released; kept so features match)."""
+    even = torch.arange(0, width, 2, dtype=torch.float32, device=device)
+    frequency = torch.exp(-(math.log(10000.0) / width) * 2 * even)
+    angles = torch.arange(length, dtype=torch.float32, device=device)[:, None] * frequency[None, :]
+    return torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1).flatten(1)
 
 
 class QFormerProjector(_CheckedProjector):
@@ -340,6 +380,12 @@ class QFormerProjector(_CheckedProjector):
     wide, 12 layers, 12 heads, cross-attention every 2nd layer, 32 queries), which Ying-VLM trains with its
     projection. The query tokens start from N(0, 0.02) as in BLIP-2's original code (transformers starts
     them at zero, fine for loading checkpoints but it leaves every query identical when training anew).
+
+    ``frames > 1`` reads video as InstructBLIP and Ying-VLM do: the input holds ``frames`` equally long
+    per-frame token sequences, the Q-Former reads each frame on its own, and the frames' query outputs are
+    concatenated (``frames x num_queries`` tokens). ``source`` (a BLIP-2 checkpoint: Hub id or folder)
+    loads ``query_tokens`` and ``qformer.*`` from it, and ``language_projection.*`` when its shape fits
+    this ``llm_dim`` (BLIP-2 OPT-2.7B projects to 2560; a new LLM width keeps a fresh projection).
     """
 
     def __init__(
@@ -354,12 +400,17 @@ class QFormerProjector(_CheckedProjector):
         intermediate_size: int = 3072,
         cross_attention_frequency: int = 2,
         dropout: float = 0.1,
+        frames: int = 1,
+        source: str | None = None,
+        revision: str | None = None,
+        load_weights: bool = True,
     ) -> None:
         super().__init__(dim_in, llm_dim)
         from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
         owner = "QFormerProjector"
         _require_positive(owner, num_queries=num_queries, hidden_size=hidden_size, num_layers=num_layers)
+        _require_positive(owner, frames=frames)
         _require_positive(
             owner, intermediate_size=intermediate_size, cross_attention_frequency=cross_attention_frequency
         )
@@ -374,25 +425,51 @@ class QFormerProjector(_CheckedProjector):
             hidden_dropout_prob=dropout,
             attention_probs_dropout_prob=dropout,
         )
-        self.num_queries = num_queries
+        self.num_queries, self.frames = num_queries, frames
         self.query_tokens = nn.Parameter(torch.empty(1, num_queries, hidden_size))
         nn.init.normal_(self.query_tokens, std=config.initializer_range)
         self.qformer = Blip2QFormerModel(config)
         self.language_projection = nn.Linear(hidden_size, llm_dim)
+        if source is not None and load_weights:
+            self._load_blip2(source, revision)
+
+    def _load_blip2(self, source: str, revision: str | None) -> None:
+        from zoo.components.blip2_vision import checkpoint_tensors
+        from zoo.weights import materialize
+
+        prefixes = ("query_tokens", "qformer.", "language_projection.")
+        tensors = checkpoint_tensors(materialize(source, revision), prefixes)
+        own = self.state_dict()
+        fits = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+        required = [k for k in own if not k.startswith("language_projection.")]
+        missing = [k for k in required if k not in fits]
+        if missing:
+            raise IncompatibleComponentsError(
+                f"QFormerProjector: checkpoint {source!r} has no matching tensors for {missing[:5]} "
+                f"({len(missing)} in all); its Q-Former size differs from this projector's arguments"
+            )
+        self.load_state_dict(fits, strict=False)
 
     def output_length(self, input_length: int) -> int:
         self._check_length(input_length)
-        return self.num_queries
+        if input_length % self.frames:
+            raise IncompatibleComponentsError(
+                f"QFormerProjector with frames={self.frames} needs an input length divisible by {self.frames} "
+                f"(one equal block of tokens per frame), got {input_length}"
+            )
+        return self.frames * self.num_queries
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         self._check_features(features)
-        queries = self.query_tokens.expand(features.shape[0], -1, -1)
-        output = self.qformer(query_embeds=queries, encoder_hidden_states=features, return_dict=True)
+        batch, length, width = features.shape
+        per_frame = features.reshape(batch * self.frames, length // self.frames, width)
+        queries = self.query_tokens.expand(per_frame.shape[0], -1, -1)
+        output = self.qformer(query_embeds=queries, encoder_hidden_states=per_frame, return_dict=True)
         hidden = output.last_hidden_state.to(self.language_projection.weight.dtype)
-        return self.language_projection(hidden)
+        return self.language_projection(hidden).reshape(batch, self.frames * self.num_queries, self.llm_dim)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, num_queries={self.num_queries}"
+        return f"{super().extra_repr()}, num_queries={self.num_queries}, frames={self.frames}"
 
 
 class PerceiverResampler(_CheckedProjector):

@@ -1,0 +1,137 @@
+"""BLIP-2's vision tower (EVA ViT-g in the released checkpoints) as an image encoder, loadable from a BLIP-2 checkpoint.
+
+Ying-VLM takes the vision encoder and Q-Former of ``Salesforce/blip2-opt-2.7b``. A BLIP-2 checkpoint holds
+the vision tower, the Q-Former and the language model in one set of safetensors files; this module reads
+only the tensors under one prefix (``vision_model.`` here, ``query_tokens`` / ``qformer.`` for the
+Q-Former projector), so the OPT weights are never loaded. The encoder returns every token of the last
+layer, CLS included (257 for a 224-pixel image at patch 14), since that is what BLIP-2's Q-Former reads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo.components.base import Encoder
+from zoo.errors import ComponentArgumentError, WeightSourceError
+
+
+def checkpoint_tensors(folder: Path, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors checkpoint folder whose names start with one of ``prefixes``.
+
+    Reads ``model.safetensors`` or every shard named in ``model.safetensors.index.json``, opening each
+    file lazily so only the selected tensors are read.
+    """
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        files = sorted({f for name, f in weight_map.items() if name.startswith(prefixes)})
+    elif (folder / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        raise WeightSourceError(
+            f"{folder}: no model.safetensors or model.safetensors.index.json (a BLIP-2 checkpoint saved "
+            "with save_pretrained is expected)"
+        )
+    tensors: dict[str, torch.Tensor] = {}
+    for name in files:
+        with safe_open(str(folder / name), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open handles are not iterable)
+                if key.startswith(prefixes):
+                    tensors[key] = handle.get_tensor(key)
+    if not tensors:
+        raise WeightSourceError(f"{folder}: the checkpoint has no tensors under {list(prefixes)}")
+    return tensors
+
+
+def strip_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """``tensors`` under ``prefix``, renamed without it."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def blip2_config(folder: Path) -> Any:
+    """The ``Blip2Config`` of a checkpoint folder (raises a clear error when it is no BLIP-2 checkpoint)."""
+    from transformers import AutoConfig, Blip2Config
+
+    config = AutoConfig.from_pretrained(folder)
+    if not isinstance(config, Blip2Config):
+        raise WeightSourceError(
+            f"{folder}: expected a BLIP-2 checkpoint (model_type blip-2), got model_type {config.model_type!r}"
+        )
+    return config
+
+
+class BLIP2VisionEncoder(Encoder):
+    """BLIP-2's vision tower (transformers ``Blip2VisionModel``): all last-layer tokens, CLS first.
+
+    ``source`` is a BLIP-2 checkpoint (Hub id such as ``Salesforce/blip2-opt-2.7b`` or a local folder);
+    only its ``vision_model.*`` tensors are loaded. ``config`` is an inline ``Blip2VisionConfig`` mapping
+    (random init, or the meta device, with nothing fetched).
+    """
+
+    modality = "image"
+
+    def __init__(
+        self,
+        source: str | None = None,
+        revision: str | None = None,
+        load_weights: bool = True,
+        config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        from transformers import Blip2VisionConfig, Blip2VisionModel, BlipImageProcessorPil
+
+        from zoo.components.encoders import _freeze, _preprocessor
+
+        if source is None and config is None:
+            raise ComponentArgumentError(
+                "blip2-vision: give a weight `source` or an inline architecture `config`"
+            )
+        folder = (
+            _folder(source, revision, load_weights) if source and (load_weights or config is None) else None
+        )
+        if config is not None:
+            vision_config = Blip2VisionConfig(**config)
+        else:
+            vision_config = blip2_config(folder).vision_config
+        self.model = Blip2VisionModel(vision_config)
+        if folder is not None and load_weights:
+            self._load(folder)
+        cfg = self.model.config
+        self.dim = cfg.hidden_size
+        self._tokens = (cfg.image_size // cfg.patch_size) ** 2 + 1
+        self.image_processor = _preprocessor(
+            folder, BlipImageProcessorPil, size={"height": cfg.image_size, "width": cfg.image_size}
+        )
+        _freeze(self)
+
+    def _load(self, folder: Path) -> None:
+        state = strip_prefix(checkpoint_tensors(folder, ("vision_model.",)), "vision_model.")
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise WeightSourceError(
+                f"blip2-vision: the checkpoint's vision_model tensors do not fit the architecture "
+                f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+
+    @property
+    def num_tokens(self) -> int:
+        return self._tokens
+
+    def preprocess(self, item: Any) -> torch.Tensor:
+        return self.image_processor(images=item, return_tensors="pt")["pixel_values"][0]
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        dtype = self.model.embeddings.patch_embedding.weight.dtype
+        return self.model(pixel_values=inputs.to(dtype)).last_hidden_state
+
+
+def _folder(source: str, revision: str | None, load_weights: bool) -> Path:
+    from zoo.weights import materialize
+
+    return materialize(source, revision, metadata_only=not load_weights)
