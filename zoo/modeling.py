@@ -122,17 +122,47 @@ class ZooModel(PreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.backbone: Backbone = _build("backbone", config.backbone, load_weights)
         config.text_config = self.backbone.model.config
-        self.encoders = nn.ModuleDict(
-            {m: _build("encoder", spec, load_weights) for m, spec in config.encoders.items()}
-        )
+        self.encoders, shared = self._build_encoders(load_weights)
         self.projectors = nn.ModuleDict({m: self._build_projector(m, load_weights) for m in config.encoders})
-        shared = self._share_projectors()
+        shared.update(self._share_projectors())
         self._ensure_token_ids()
         self.generation_config = self.backbone.model.generation_config
+        # Shared components hold one tensor under two names: save_pretrained stores it once (it reads the
+        # instance's `_tied_weights_keys`), from_pretrained re-ties it (it reads `all_tied_weights_keys`).
+        self._tied_weights_keys = {**(type(self)._tied_weights_keys or {}), **shared}
         self.post_init()
         self.all_tied_weights_keys.update(shared)
 
     # -- construction ---------------------------------------------------------------------------------
+    def _build_encoders(self, load_weights: bool) -> tuple[nn.ModuleDict, dict[str, str]]:
+        """Build the encoders; a ``video-frames`` encoder whose ``frame_encoder`` names a modality reuses it.
+
+        Macaw-LLM and Ying-VLM read video frames with their image tower: ``frame_encoder: image`` gives one
+        set of weights (built, loaded and counted once). Returns the ``{tied name: source name}`` pairs.
+        """
+        specs = self.config.encoders
+        by_reference = {
+            m: s["args"]["frame_encoder"]
+            for m, s in specs.items()
+            if isinstance((s.get("args") or {}).get("frame_encoder"), str)
+        }
+        built = {m: _build("encoder", s, load_weights) for m, s in specs.items() if m not in by_reference}
+        tied: dict[str, str] = {}
+        for modality, target in by_reference.items():
+            if target not in built:
+                raise IncompatibleComponentsError(
+                    f"encoder for {modality}: frame_encoder={target!r} must name another modality's encoder "
+                    f"that is built from its own spec (encoders: {sorted(built)})"
+                )
+            spec = specs[modality]
+            args = {k: v for k, v in spec["args"].items() if k != "frame_encoder"}
+            built[modality] = _build(
+                "encoder", {**spec, "args": args}, load_weights, frame_encoder=built[target]
+            )
+            for name, _ in built[target].named_parameters():
+                tied[f"encoders.{modality}.frame_encoder.{name}"] = f"encoders.{target}.{name}"
+        return nn.ModuleDict({m: built[m] for m in specs}), tied
+
     def _build_projector(self, modality: str, load_weights: bool) -> Projector:
         spec = self.config.projectors.get(modality)
         if spec is None:
@@ -327,6 +357,11 @@ class ZooModel(PreTrainedModel, GenerationMixin):
                 inputs_embeds = self.splice(
                     input_ids, inputs_embeds, self.project_media(media, media_features)
                 )
+        if use_cache is None and past_key_values is None:
+            # A training step needs no KV cache, and packed rows (position_ids restarting, no attention mask)
+            # must not get one: transformers keeps packed samples apart only when there is no cache.
+            packed = attention_mask is None and position_ids is not None
+            use_cache = False if self.training or packed else None
         return self.backbone.model(
             attention_mask=attention_mask,
             position_ids=position_ids,

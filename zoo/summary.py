@@ -134,9 +134,11 @@ def _source(spec: dict) -> str:
     if spec.get("shared_with"):
         return f"shared with projector.{spec['shared_with']}"
     frame_encoder = (spec.get("args") or {}).get("frame_encoder")
+    if isinstance(frame_encoder, str):  # video-frames reading frames with another modality's encoder
+        return f"shared with encoder.{frame_encoder}"
     if not spec.get("source") and isinstance(
         frame_encoder, dict
-    ):  # video-frames: its frame encoder's weights
+    ):  # video-frames: the frame encoder's weights
         return _source(frame_encoder)
     return str(spec.get("source") or "random init")
 

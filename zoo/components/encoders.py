@@ -243,34 +243,47 @@ class VideoFramesEncoder(Encoder):
 
     def __init__(
         self,
-        frame_encoder: dict,
+        frame_encoder: dict | str,
         num_frames: int = 6,
         load_weights: bool = True,
     ) -> None:
+        """``frame_encoder`` is an image encoder spec, or (in a recipe) the name of the modality whose image
+        encoder the frames share, e.g. ``image``; the composed model then passes that built encoder in."""
         super().__init__()
-        from zoo.registry import build_component
-
         if num_frames < 1:
             raise ComponentArgumentError(f"video-frames: num_frames must be >= 1, got {num_frames}")
+        self.frame_encoder = self._frame_encoder(frame_encoder, load_weights)
+        if self.frame_encoder.modality != "image":
+            raise ComponentArgumentError(
+                f"video-frames: frame_encoder {frame_encoder!r} encodes {self.frame_encoder.modality}, not images"
+            )
+        self.num_frames = num_frames
+        self.dim = self.frame_encoder.dim
+
+    @staticmethod
+    def _frame_encoder(frame_encoder: Any, load_weights: bool) -> Encoder:
+        from zoo.registry import build_component
+
+        if isinstance(frame_encoder, Encoder):  # shared with another modality by the composed model
+            return frame_encoder
+        if isinstance(frame_encoder, str):
+            raise ComponentArgumentError(
+                f"video-frames: frame_encoder {frame_encoder!r} names another modality's encoder; only a "
+                "composed model (a recipe) can resolve it. Give a spec like {name: clip-vision, args: {...}}"
+            )
         if not isinstance(frame_encoder, dict) or "name" not in frame_encoder:
             raise ComponentArgumentError(
                 "video-frames: frame_encoder must be a component spec like "
                 f"{{name: clip-vision, args: {{...}}, source: ...}}, got {frame_encoder!r}"
             )
         weights = {k: frame_encoder[k] for k in ("source", "revision") if frame_encoder.get(k)}
-        self.frame_encoder = build_component(
+        return build_component(
             "encoder",
             frame_encoder["name"],
             dict(frame_encoder.get("args", {})),
             load_weights=load_weights,
             **weights,
         )
-        if self.frame_encoder.modality != "image":
-            raise ComponentArgumentError(
-                f"video-frames: frame_encoder {frame_encoder['name']!r} encodes {self.frame_encoder.modality}, not images"
-            )
-        self.num_frames = num_frames
-        self.dim = self.frame_encoder.dim
 
     @property
     def num_tokens(self) -> int:
