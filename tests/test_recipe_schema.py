@@ -241,3 +241,27 @@ def test_stage_selected_by_name_and_unknown_stage(tmp_path) -> None:
     assert not any(p.requires_grad for p in model.backbone.parameters())
     with pytest.raises(RecipeError, match=r"has no stage 'pretrain'; its stages are \['align', 'finetune'\]"):
         zoo.build(path, device="meta", stage="pretrain")
+
+
+def test_merge_messages_and_stop_tokens_reach_the_model(tmp_path) -> None:
+    import zoo
+
+    model = zoo.build(
+        "tiny", device="meta", merge_messages=False, tokens={"extra": ["<end>"]}, stop_tokens=["<end>"]
+    )
+    assert model.config.merge_messages is False
+    assert model.config.token_ids["<end>"] in model.generation_config.eos_token_id
+    assert model.generation_config is not model.backbone.model.generation_config
+
+
+def test_stop_token_must_be_a_recipe_token() -> None:
+    import zoo
+    from zoo.errors import IncompatibleComponentsError
+
+    with pytest.raises(IncompatibleComponentsError, match="stop token '<nope>'"):
+        zoo.build("tiny", device="meta", stop_tokens=["<nope>"])
+
+
+def test_merge_messages_must_be_a_boolean(tmp_path) -> None:
+    with pytest.raises(RecipeError, match="merge_messages: expected true or false"):
+        load_recipe("tiny", merge_messages="no")

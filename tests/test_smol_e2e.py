@@ -51,8 +51,12 @@ def test_conversations_use_the_s3_layout(model, processor) -> None:
         {"role": "assistant", "content": "A red disc."},
     ]
     text = processor.decode(processor(conversation)["input_ids"][0], skip_special_tokens=False)
-    assert "[RS] [user] [M][img][img][img][img][/M]" in text
-    assert text.rstrip().endswith("[RS] [bot] A red disc. [/RS]")
+    # The paper's example: the image and the question are two consecutive [RS] blocks of the user.
+    assert text.rstrip().endswith(
+        "[RS] [user] [M][img][img][img][img][/M] [/RS]\n[RS] [user] What is it? [/RS]\n"
+        "[RS] [bot] A red disc. [/RS]"
+    )
+    assert model.config.token_ids["[/RS]"] in model.generation_config.eos_token_id  # a reply ends there
 
 
 def test_image_and_speech_questions_run_end_to_end(model, processor) -> None:

@@ -9,6 +9,7 @@ modality. Generation uses the KV cache: media is spliced on the first step only.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any
 
@@ -49,6 +50,8 @@ class ZooConfig(PretrainedConfig):
         chat_template: str | None = None,
         media_position: str = "inline",
         max_length: int | None = None,
+        merge_messages: bool = True,
+        stop_tokens: list | None = None,
         **kwargs: Any,
     ) -> None:
         if media_position not in MEDIA_POSITIONS:
@@ -74,6 +77,8 @@ class ZooConfig(PretrainedConfig):
         )
         self.media_position = media_position  # "inline": where the message puts it; "after_bos": Macaw
         self.max_length = max_length  # the recipe's training sequence budget, in tokens
+        self.merge_messages = merge_messages  # consecutive messages of one role form one turn (S3: False)
+        self.stop_tokens = list(stop_tokens or [])  # generation also ends at these (S3: [/RS])
         super().__init__(**kwargs)
 
     @property
@@ -126,7 +131,7 @@ class ZooModel(PreTrainedModel, GenerationMixin):
         self.projectors = nn.ModuleDict({m: self._build_projector(m, load_weights) for m in config.encoders})
         shared.update(self._share_projectors())
         self._ensure_token_ids()
-        self.generation_config = self.backbone.model.generation_config
+        self.generation_config = self._generation_config()
         # Shared components hold one tensor under two names: save_pretrained stores it once (it reads the
         # instance's `_tied_weights_keys`), from_pretrained re-ties it (it reads `all_tied_weights_keys`).
         self._tied_weights_keys = {**(type(self)._tied_weights_keys or {}), **shared}
@@ -213,6 +218,23 @@ class ZooModel(PreTrainedModel, GenerationMixin):
             ):
                 tied[f"projectors.{modality}.{name}"] = f"projectors.{target}.{name}"
         return tied
+
+    def _generation_config(self) -> Any:
+        """The backbone's generation settings, with the recipe's stop tokens added to ``eos_token_id``."""
+        config = copy.deepcopy(self.backbone.model.generation_config)
+        if not self.config.stop_tokens:
+            return config
+        eos = config.eos_token_id
+        ids = [] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos]
+        for token in self.config.stop_tokens:
+            if token not in self.config.token_ids:
+                raise IncompatibleComponentsError(
+                    f"stop token {token!r} is not one of the recipe's tokens {self.config.added_tokens()}; "
+                    "add it to tokens.extra"
+                )
+            ids.append(self.config.token_ids[token])
+        config.eos_token_id = list(dict.fromkeys(ids))
+        return config
 
     def _ensure_token_ids(self) -> None:
         """Add the recipe's tokens to the tokenizer and the embedding table (ids recorded in the config).

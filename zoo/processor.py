@@ -93,6 +93,7 @@ class ZooProcessor:
         shot_label: str = SHOT_LABEL,
         asr_template: str = ASR_TEMPLATE,
         packing_error: str | None = None,
+        merge_messages: bool = True,
     ) -> None:
         if media_position not in MEDIA_POSITIONS:
             raise RecipeError(f"media_position must be one of {MEDIA_POSITIONS}, got {media_position!r}")
@@ -102,6 +103,7 @@ class ZooProcessor:
         self.shot_label = shot_label
         self.asr_template = asr_template
         self.packing_error = packing_error
+        self.merge_messages = merge_messages
 
     @classmethod
     def from_model(cls, model: Any, **options: Any) -> ZooProcessor:
@@ -121,6 +123,7 @@ class ZooProcessor:
             )
         options.setdefault("media_position", getattr(model.config, "media_position", None) or "inline")
         options.setdefault("packing_error", packing_unsupported(model))
+        options.setdefault("merge_messages", getattr(model.config, "merge_messages", True))
         return cls(tokenizer, layouts, **options)
 
     # -- public ---------------------------------------------------------------------------------------
@@ -254,7 +257,8 @@ class ZooProcessor:
 
     # -- steps ----------------------------------------------------------------------------------------
     def _turns(self, conversation: Sequence[dict]) -> tuple[list[dict], list[_Item]]:
-        """Merge consecutive messages of one role; media items become one placeholder token each."""
+        """Merge consecutive messages of one role (unless ``merge_messages`` is off, as in S3, where every
+        message is its own ``[RS] … [/RS]`` block); media items become one placeholder token each."""
         turns: list[dict] = []
         items: list[_Item] = []
         for index, message in enumerate(conversation):
@@ -267,7 +271,7 @@ class ZooProcessor:
                 items += new
                 piece = "\n".join(self.layouts[kind].placeholder for _ in new)
                 piece += self._asr_text(content, index)
-            if turns and turns[-1]["role"] == role:
+            if self.merge_messages and turns and turns[-1]["role"] == role:
                 turns[-1]["content"] += "\n" + piece
             else:
                 turns.append({"role": role, "content": piece})

@@ -133,6 +133,8 @@ class Recipe:
     chat_template: str | None = None
     media_position: str = "inline"
     max_length: int | None = None
+    merge_messages: bool = True
+    stop_tokens: list[str] = field(default_factory=list)
     source: RecipeSource | None = field(default=None, repr=False)
 
     def where(self, key_path: tuple) -> str:
@@ -163,6 +165,8 @@ class Recipe:
             chat_template=self.chat_template,
             media_position=self.media_position,
             max_length=self.max_length,
+            merge_messages=self.merge_messages,
+            stop_tokens=list(self.stop_tokens),
         )
 
 
@@ -283,6 +287,12 @@ def _string_list(value: Any, loc: Loc) -> list[str]:
     if not isinstance(value, list):
         raise _type_error(loc, "a list of strings", value)
     return [_string(item, loc / i) for i, item in enumerate(value)]
+
+
+def _boolean(value: Any, loc: Loc) -> bool:
+    if not isinstance(value, bool):
+        raise _type_error(loc, "true or false", value)
+    return value
 
 
 def _any_mapping(value: Any, loc: Loc) -> dict:
@@ -498,6 +508,8 @@ def _top_level_checks(modalities: list[str]) -> dict[str, Check]:
         "chat_template": _string,
         "media_position": _choice(*MEDIA_POSITIONS),
         "max_length": _positive_int,
+        "merge_messages": _boolean,
+        "stop_tokens": _string_list,
         "stages": lambda v, lc: _stages(v, lc, modalities),
     }
 
@@ -537,6 +549,8 @@ def parse_recipe(data: Any, path: Path, source: RecipeSource | None = None) -> R
         chat_template=fields.get("chat_template"),
         media_position=fields.get("media_position", "inline"),
         max_length=fields.get("max_length"),
+        merge_messages=fields.get("merge_messages", True),
+        stop_tokens=fields.get("stop_tokens", []),
         source=source,
     )
 
