@@ -105,3 +105,44 @@ def test_undecodable_audio_names_the_file(tmp_path) -> None:
     path.write_bytes(b"fLaC" + b"\x00" * 40)
     with pytest.raises(MediaError, match="broken.flac.*cannot be decoded"):
         load_audio(str(path))
+
+
+def test_the_soundtrack_of_a_video_file_is_read_with_pyav(tmp_path) -> None:
+    """Macaw-LLM's audio-with-video samples point the audio message at the MP4 itself."""
+    import av
+
+    path = tmp_path / "clip.mp4"
+    rate, seconds = 44100, 1.0
+    wave = tone(seconds, rate, hz=440.0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=rate, layout="mono")
+        frame_size = 1024
+        for start in range(0, wave.size, frame_size):
+            chunk = wave[start : start + frame_size].reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    waveform = load_audio(str(path), 16000)
+    assert abs(waveform.size - 16000 * seconds) < 0.1 * 16000  # AAC adds a little priming
+    spectrum = np.abs(np.fft.rfft(waveform))
+    assert abs(np.argmax(spectrum) * 16000 / waveform.size - 440.0) < 10  # the tone survived
+
+
+def test_a_video_without_a_soundtrack_is_not_audio(tmp_path) -> None:
+    import av
+
+    path = tmp_path / "silent.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.width = stream.height = 32
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 40, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with pytest.raises(MediaError, match="silent.mp4"):
+        load_audio(str(path))

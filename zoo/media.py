@@ -149,15 +149,40 @@ def load_audio(item: Any, sampling_rate: int = 16000, cache_dir: str | Path | No
 
 
 def _decode_audio(item: Any, cache_dir: str | Path | None) -> tuple[np.ndarray, int]:
+    """soundfile for audio files (WAV, FLAC, OGG, MP3); PyAV for the audio track of a video (Macaw's
+    audio-with-video samples point at the MP4 itself)."""
     import soundfile
 
+    data = read_bytes(item, "audio", cache_dir)
     try:
-        waveform, rate = soundfile.read(
-            io.BytesIO(read_bytes(item, "audio", cache_dir)), dtype="float32", always_2d=False
-        )
+        waveform, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=False)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
-        raise MediaError(f"audio {describe(item)}: cannot be decoded ({error})") from None
+        track = _audio_track(data)
+        if track is None:
+            raise MediaError(f"audio {describe(item)}: cannot be decoded ({error})") from None
+        return track
     return waveform, int(rate)
+
+
+def _audio_track(data: bytes) -> tuple[np.ndarray, int] | None:
+    """The first audio stream of a container (e.g. an MP4's soundtrack) as mono float32, or None."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            to_mono = av.AudioResampler(format="flt", layout="mono", rate=stream.rate)
+            chunks = [
+                converted.to_ndarray().reshape(-1)
+                for frame in container.decode(stream)
+                for converted in to_mono.resample(frame)
+            ]
+            chunks += [converted.to_ndarray().reshape(-1) for converted in to_mono.resample(None)]
+    except (av.FFmpegError, ValueError):
+        return None
+    return (np.concatenate(chunks).astype(np.float32), int(stream.rate)) if chunks else None
 
 
 def _resample(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
