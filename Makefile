@@ -43,6 +43,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/step_overhead.py
 	$(PY) bench/list_startup.py
+	$(PY) bench/data_loader.py
 
 clean:
 	rm -rf $(VENV)

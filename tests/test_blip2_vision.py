@@ -14,7 +14,7 @@ from transformers import Blip2Config, Blip2ForConditionalGeneration
 
 from zoo.components.blip2_vision import BLIP2VisionEncoder
 from zoo.components.projectors import QFormerProjector
-from zoo.demo import synthetic_image
+from zoo.data.synthetic import shape_image
 from zoo.errors import ComponentArgumentError, IncompatibleComponentsError
 
 QFORMER = {"num_queries": 4, "hidden_size": 32, "num_layers": 2, "num_heads": 4, "intermediate_size": 64}
@@ -46,7 +46,7 @@ def test_vision_encoder_loads_only_the_vision_tower_and_matches_blip2(checkpoint
     encoder = BLIP2VisionEncoder(source=str(folder)).eval()
     assert encoder.num_tokens == 5 and encoder.dim == 24  # (28 / 14)^2 patches + CLS
     assert all(not p.requires_grad for p in encoder.parameters())
-    pixels = encoder.preprocess(synthetic_image()).unsqueeze(0)
+    pixels = encoder.preprocess(shape_image()).unsqueeze(0)
     assert pixels.shape == (1, 3, 28, 28)
     with torch.no_grad():
         expected = blip2.vision_model(pixel_values=pixels).last_hidden_state

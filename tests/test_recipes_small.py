@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.demo import synthetic_image
+from zoo.data.synthetic import shape_image
 
 pytestmark = pytest.mark.slow
 SPEECH = Path(__file__).parent / "data" / "speech_fox.flac"
@@ -25,13 +25,11 @@ SMALL = {
 
 
 def _frames(count: int) -> list:
-    return [synthetic_image() for _ in range(count)]
+    return [shape_image() for _ in range(count)]
 
 
 def _media_message(modality: str) -> dict:
-    content = {"image": synthetic_image, "video": lambda: _frames(8), "audio": lambda: str(SPEECH)}[
-        modality
-    ]()
+    content = {"image": shape_image, "video": lambda: _frames(8), "audio": lambda: str(SPEECH)}[modality]()
     return {"role": "user", "type": modality, "content": content}
 
 

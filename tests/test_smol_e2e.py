@@ -10,7 +10,7 @@ import torch
 
 import zoo
 from zoo.cli import main
-from zoo.demo import synthetic_image
+from zoo.data.synthetic import shape_image
 from zoo.summary import component_rows
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def test_real_backbone_answers_a_text_question(model) -> None:
 
 def test_conversations_use_the_s3_layout(model, processor) -> None:
     conversation = [
-        {"role": "user", "type": "image", "content": synthetic_image()},
+        {"role": "user", "type": "image", "content": shape_image()},
         {"role": "user", "content": "What is it?"},
         {"role": "assistant", "content": "A red disc."},
     ]
@@ -61,7 +61,7 @@ def test_conversations_use_the_s3_layout(model, processor) -> None:
 
 def test_image_and_speech_questions_run_end_to_end(model, processor) -> None:
     conversation = [
-        {"role": "user", "type": "image", "content": synthetic_image()},
+        {"role": "user", "type": "image", "content": shape_image()},
         {"role": "user", "type": "audio", "content": str(SPEECH)},
         {"role": "user", "type": "text", "content": "Describe the image and the audio."},
     ]
@@ -86,7 +86,7 @@ def test_components_are_the_declared_real_parts(model) -> None:
 
 def test_training_step_lowers_the_loss_on_a_fixed_batch(model, processor) -> None:
     conversation = [
-        {"role": "user", "type": "image", "content": synthetic_image()},
+        {"role": "user", "type": "image", "content": shape_image()},
         {"role": "user", "content": "What shape is this?"},
         {"role": "assistant", "content": "A red disc."},
     ]

@@ -49,7 +49,7 @@ class ZooConfig(PretrainedConfig):
         text_config: dict | PretrainedConfig | None = None,
         chat_template: str | None = None,
         media_position: str = "inline",
-        max_length: int | None = None,
+        max_sequence_length: int | None = None,
         merge_messages: bool = True,
         stop_tokens: list | None = None,
         **kwargs: Any,
@@ -76,7 +76,9 @@ class ZooConfig(PretrainedConfig):
             chat_template  # the recipe's chat layout; None keeps the backbone tokenizer's own
         )
         self.media_position = media_position  # "inline": where the message puts it; "after_bos": Macaw
-        self.max_length = max_length  # the recipe's training sequence budget, in tokens
+        # The recipe's training sequence budget in tokens (recipe field `max_length`; named apart from the
+        # generation setting `max_length`, which transformers refuses to find in a model config).
+        self.max_sequence_length = max_sequence_length
         self.merge_messages = merge_messages  # consecutive messages of one role form one turn (S3: False)
         self.stop_tokens = list(stop_tokens or [])  # generation also ends at these (S3: [/RS])
         super().__init__(**kwargs)

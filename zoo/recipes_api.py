@@ -164,7 +164,7 @@ class Recipe:
             recipe=self.name,
             chat_template=self.chat_template,
             media_position=self.media_position,
-            max_length=self.max_length,
+            max_sequence_length=self.max_length,
             merge_messages=self.merge_messages,
             stop_tokens=list(self.stop_tokens),
         )

@@ -126,6 +126,11 @@ def draw_shape(shape: str, colour: tuple[int, int, int], centre: tuple[float, fl
     return image
 
 
+def shape_image(shape: str = "circle", colour: str = "red") -> Any:
+    """One centred shape of a named colour (e.g. a red disc), for demos and tests."""
+    return draw_shape(shape, COLOURS[colour], (SIZE / 2, SIZE / 2), SIZE * 0.3)
+
+
 def _image_sample(
     root: Path, name: str, kind: str, answers: _BalancedAnswers, rng: np.random.Generator
 ) -> tuple[str, str]:
