@@ -26,8 +26,8 @@ def _ask(model: object, processor: object, messages: list[dict]) -> tuple[str, f
     from zoo.chat import reply
 
     start = time.perf_counter()
-    answer = reply(model, processor, messages, max_new_tokens=40)
-    return answer, time.perf_counter() - start
+    answer = reply(model, processor, messages, max_new_tokens=24)
+    return " ".join(answer.split()), time.perf_counter() - start
 
 
 def _text_question(model: object) -> tuple[str, bool]:
@@ -44,7 +44,7 @@ def _text_question(model: object) -> tuple[str, bool]:
     with torch.inference_mode():
         out = model.backbone.model.generate(**inputs, max_new_tokens=24, do_sample=False)
     answer = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
-    return answer, EXPECTED in answer.lower()
+    return " ".join(answer.split()), EXPECTED in answer.lower()
 
 
 def _load_synthetic(processor: object, root: Path) -> dict:
