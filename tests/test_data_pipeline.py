@@ -176,3 +176,12 @@ def test_packing_through_the_loader(processor, mixture_config, tmp_path):
     batches = list(loader)
     assert loader.used == 10 and all("position_ids" in b for b in batches)
     assert all(b["input_ids"].shape[1] <= 128 for b in batches)
+
+
+def test_the_recipes_max_length_is_the_loaders_default_limit(mixture_config, tmp_path):
+    processor = zoo.ZooProcessor.from_model(zoo.build("tiny", max_length=4))
+    assert processor.max_length == 4
+    config = dict(mixture_config, datasets=mixture_config["datasets"][2:])
+    loader = make_loader(processor, config, batch_size=2, num_workers=0, max_failure_rate=1.0,
+                         output_dir=tmp_path)  # fmt: skip
+    assert list(loader) == [] and "length" in {s.stage for s in loader.ledger.entries}

@@ -94,6 +94,7 @@ class ZooProcessor:
         asr_template: str = ASR_TEMPLATE,
         packing_error: str | None = None,
         merge_messages: bool = True,
+        max_length: int | None = None,
     ) -> None:
         if media_position not in MEDIA_POSITIONS:
             raise RecipeError(f"media_position must be one of {MEDIA_POSITIONS}, got {media_position!r}")
@@ -104,6 +105,7 @@ class ZooProcessor:
         self.asr_template = asr_template
         self.packing_error = packing_error
         self.merge_messages = merge_messages
+        self.max_length = max_length  # the recipe's sequence budget: the loader's default length limit
 
     @classmethod
     def from_model(cls, model: Any, **options: Any) -> ZooProcessor:
@@ -124,6 +126,7 @@ class ZooProcessor:
         options.setdefault("media_position", getattr(model.config, "media_position", None) or "inline")
         options.setdefault("packing_error", packing_unsupported(model))
         options.setdefault("merge_messages", getattr(model.config, "merge_messages", True))
+        options.setdefault("max_length", getattr(model.config, "max_sequence_length", None))
         return cls(tokenizer, layouts, **options)
 
     # -- public ---------------------------------------------------------------------------------------

@@ -284,10 +284,15 @@ def make_loader(
 ) -> ZooLoader:
     """A loader of training batches (``processor.collate`` output) over a mixture, with a skip ledger.
 
+    ``max_length`` defaults to the recipe's ``max_length`` (carried by a processor made with
+    ``ZooProcessor.from_model``); samples longer than it are truncated without cutting media blocks.
+
     The ledger is written to ``ledger_path`` (default ``<output_dir or .>/skipped_samples.jsonl``) when a
     sample was skipped; ``FailureRateError`` stops the run once at least ``min_samples`` were read and
     more than ``max_failure_rate`` of them were skipped, and again at the end.
     """
+    if max_length is None:  # the recipe's sequence budget, when the processor came from a recipe's model
+        max_length = getattr(processor, "max_length", None)
     dataset = EncodedDataset(
         processor,
         as_source(mixture_or_datasets, seed=seed),
