@@ -201,7 +201,7 @@ class ZooProcessor:
         With ``max_length`` every sample is first truncated to it. With ``packing`` samples are placed
         first-fit into rows of at most ``max_length`` tokens, ``position_ids`` restart at 0 for each
         sample and there is no ``attention_mask``: transformers then builds attention that never crosses
-        samples (sdpa, eager and flash attention alike). Run the model with ``use_cache=False``.
+        samples (sdpa, eager and flash attention alike); ``ZooModel`` runs packed rows without a KV cache.
         """
         if not encoded:
             raise DataError("collate: the batch holds no samples")
