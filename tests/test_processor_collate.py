@@ -240,3 +240,22 @@ def test_packing_refuses_a_backbone_that_cannot_separate_samples(processor) -> N
     processor.packing_error = "the backbone GPT2Model builds its own mask"
     with pytest.raises(IncompatibleComponentsError, match="packing is not supported: the backbone GPT2Model"):
         processor.collate([processor.encode(qa("Q?", "A."))], packing=True, max_length=64)
+
+
+def test_media_blocks_without_boundary_tokens() -> None:
+    """LLaVA-1.5 puts its 576 image features in the text with no start/end tokens around them."""
+    model = zoo.build("tiny", tokens={"image": {"placeholder": "<image>", "start": None, "end": None}}).eval()
+    assert "<image>" in model.config.added_tokens() and None not in model.config.added_tokens()
+    processor = ZooProcessor.from_model(model)
+    batch = processor(qa("Which is darker?", "The first.", [("image", f) for f in frames(9, 99)]))
+    ids = batch["input_ids"][0].tolist()
+    placeholder, per_item = model.placeholder_id("image"), model.tokens_per_item("image")
+    starts = [i for i, token in enumerate(ids) if token == placeholder and ids[i - 1] != placeholder]
+    assert len(starts) == 2  # one run of placeholders per image, only the text's newline between them
+    for start in starts:
+        assert ids[start : start + per_item] == [placeholder] * per_item
+        assert ids[start - 1] not in model.config.token_ids.values()  # no boundary token before
+        assert ids[start + per_item] not in model.config.token_ids.values()  # nor after
+    batch.pop("labels")
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch).logits).all()

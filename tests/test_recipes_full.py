@@ -207,6 +207,7 @@ def test_llava_1_5_7b_matches_the_paper() -> None:
     encoder = model.encoders["image"]
     assert encoder.feature_layer == -2 and encoder.num_tokens == 576 and encoder.dim == 1024
     assert model.tokens_per_item("image") == 576
+    assert model.config.added_tokens() == ["<image>"]  # no start/end tokens (mm_use_im_start_end: false)
     assert model.backbone.hidden_size == 4096
     projector = model.projectors["image"]
     assert isinstance(projector, MLPProjector) and len(projector.mlp) == 3  # mlp2x_gelu

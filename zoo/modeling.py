@@ -94,6 +94,7 @@ class ZooConfig(PretrainedConfig):
             layout = self.media_tokens[modality]
             tokens += [layout["start"], layout["placeholder"], layout["end"]]
         tokens += self.recipe_tokens
+        tokens = [token for token in tokens if token]  # `start: null` / `end: null`: no boundary token
         return list(dict.fromkeys(tokens))
 
 

@@ -51,8 +51,8 @@ class MediaLayout:
 
     placeholder: str
     placeholder_id: int
-    start_id: int
-    end_id: int
+    start_id: int | None  # None: the recipe puts no boundary token there (LLaVA-1.5)
+    end_id: int | None
     tokens_per_item: int
     prepare: Callable[[Any], list[torch.Tensor]]
 
@@ -118,8 +118,8 @@ class ZooProcessor:
             layouts[modality] = MediaLayout(
                 placeholder=tokens["placeholder"],
                 placeholder_id=ids[tokens["placeholder"]],
-                start_id=ids[tokens["start"]],
-                end_id=ids[tokens["end"]],
+                start_id=ids[tokens["start"]] if tokens["start"] else None,
+                end_id=ids[tokens["end"]] if tokens["end"] else None,
                 tokens_per_item=model.tokens_per_item(modality),
                 prepare=_preparer(modality, encoder),
             )
@@ -356,8 +356,13 @@ class ZooProcessor:
             item = _next_item(pending, modality)
             media.append((modality, item.tensor))
             prefix = self.tokenizer(item.label, add_special_tokens=False)["input_ids"] if item.label else []
-            block = prefix + [layout.start_id] + [layout.placeholder_id] * layout.tokens_per_item
-            block.append(layout.end_id)
+            block = [
+                *prefix,
+                layout.start_id,
+                *[layout.placeholder_id] * layout.tokens_per_item,
+                layout.end_id,
+            ]
+            block = [token for token in block if token is not None]
             blocks.append((len(out_ids), len(out_ids) + len(block)))
             out_ids += block
             out_labels += [IGNORE_INDEX] * len(block)

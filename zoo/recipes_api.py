@@ -354,7 +354,12 @@ def _check_sharing(projectors: dict[str, dict], loc: Loc) -> None:
             )
 
 
-_LAYOUT_CHECKS = {"placeholder": _string, "start": _string, "end": _string}
+def _optional_string(value: Any, loc: Loc) -> str | None:
+    return None if value is None else _string(value, loc)
+
+
+# `start: null` / `end: null` put no boundary token around a media block (LLaVA-1.5).
+_LAYOUT_CHECKS = {"placeholder": _string, "start": _optional_string, "end": _optional_string}
 
 
 def _tokens(value: Any, loc: Loc) -> dict:
