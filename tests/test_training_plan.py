@@ -38,7 +38,8 @@ def test_backbone_leaf_part_trains_exactly_those_linears() -> None:
     assert len(names) == layers and all(n.endswith("self_attn.q_proj.weight") for n in names)
     q_proj = model.backbone.model.model.layers[0].self_attn.q_proj.weight
     counts = apply_stage(model, stage)
-    assert counts["backbone.q_proj"] == layers * q_proj.numel() == counts["backbone"]
+    assert counts["backbone.q_proj"] == layers * q_proj.numel() and counts["backbone"] == 0
+    assert sum(counts.values()) == sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def test_unmatched_leaf_lists_the_backbone_linear_layers() -> None:
@@ -48,7 +49,7 @@ def test_unmatched_leaf_lists_the_backbone_linear_layers() -> None:
         tiny(train={"backbone": "frozen", "backbone.query": "full"})
 
 
-def test_lora_with_trained_embeddings_counts_each_part_after_the_whole_plan() -> None:
+def test_lora_with_trained_embeddings_counts_each_parameter_under_one_part() -> None:
     model, stage = tiny(
         train={"backbone": "lora", "embeddings": "full"}, lora={"r": 2, "targets": ["q_proj", "v_proj"]}
     )
@@ -58,9 +59,8 @@ def test_lora_with_trained_embeddings_counts_each_part_after_the_whole_plan() ->
     assert embeddings.requires_grad
     counts = trainable_counts(model, stage)
     assert counts["embeddings"] == embeddings.numel()
-    assert counts["backbone"] == embeddings.numel() + sum(
-        p.numel() for n, p in model.named_parameters() if n in lora
-    )
+    assert counts["backbone"] == sum(p.numel() for n, p in model.named_parameters() if n in lora)
+    assert sum(counts.values()) == sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def test_optimizer_groups_hold_each_trainable_parameter_once_with_its_part_rate() -> None:

@@ -79,7 +79,7 @@ class StageInfo:
 
 @dataclass
 class SequenceBudget:
-    """Tokens a media item takes (start + placeholders + end) against the recipe's ``max_length``."""
+    """Tokens a media item takes (with its boundary tokens) against the recipe's ``max_length``."""
 
     max_length: int | None
     per_item: dict[str, int]
@@ -345,7 +345,7 @@ def _budget(budget: SequenceBudget) -> str:
     ]
     for modality, tokens in budget.per_item.items():
         left = "" if length is None else f"; {length - tokens} left for text"
-        lines.append(f"  one {modality} item: {tokens} tokens (start + placeholders + end){left}")
+        lines.append(f"  one {modality} item: {tokens} tokens (with its boundary tokens){left}")
     if len(budget.per_item) > 1:
         left = "" if length is None else f"; {budget.text_left} left for text"
         lines.append(f"  one item of each modality: {budget.one_of_each} tokens{left}")

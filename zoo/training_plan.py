@@ -129,17 +129,23 @@ def _trainable(modules: list[nn.Module]) -> dict[int, nn.Parameter]:
 
 
 def trainable_counts(model: Any, stage: dict) -> dict[str, int]:
-    """Trainable parameters inside each part of ``stage``'s plan, as the model is now."""
-    return {
-        part: sum(p.numel() for p in _trainable(part_modules(model, part)).values())
-        for part in stage_plan(stage)
-    }
+    """Trainable parameters per part of ``stage``'s plan, each counted once under the most specific part
+    that holds it (``backbone: lora`` + ``embeddings: full`` count the adapters and the embedding table
+    apart), so the counts add up to the model's trainable total."""
+    owner: dict[int, tuple[str, int]] = {}
+    for part in stage_plan(stage):  # general parts first: a more specific part takes its parameters over
+        for key, parameter in _trainable(part_modules(model, part)).items():
+            owner[key] = (part, parameter.numel())
+    counts = dict.fromkeys(stage_plan(stage), 0)
+    for part, size in owner.values():
+        counts[part] += size
+    return counts
 
 
 def apply_stage(model: Any, stage: dict) -> dict[str, int]:
     """Freeze / unfreeze / LoRA-adapt the model's parts for ``stage``; returns trainable counts per part.
 
-    A part's count is taken once the whole plan is applied (``backbone`` includes its trained embeddings).
+    Each trainable parameter is counted once, under the most specific part of the plan that holds it.
     """
     plan = stage_plan(stage)
     if "lora" in plan.values():
