@@ -199,3 +199,13 @@ def test_yaml_paths_are_relative_to_the_file(tmp_path, two_files):
 def test_bad_mixture_configs_are_clear_errors(datasets, message):
     with pytest.raises(DataError, match=message):
         Mixture.from_dict({"datasets": datasets})
+
+
+def test_an_explicit_seed_overrides_the_mixtures_own(two_files):
+    datasets = [
+        {"name": n, "path": p, "format": "s3", "weight": 1} for n, p in zip("ab", two_files, strict=True)
+    ]
+    config = {"seed": 5, "datasets": datasets, "num_samples": 30}
+    own = _ids(Mixture.from_dict(config))
+    assert own == _ids(Mixture.from_dict(config, seed=5)) == _ids(Mixture.from_dict(config).reseeded(5))
+    assert _ids(Mixture.from_dict(config, seed=6)) == _ids(Mixture.from_dict(config).reseeded(6)) != own

@@ -157,7 +157,10 @@ class Mixture:
 
     @classmethod
     def from_dict(cls, config: dict, base_dir: str | Path | None = None, seed: int | None = None) -> Mixture:
-        """A mixture from its mapping form; relative paths are taken from ``base_dir``."""
+        """A mixture from its mapping form; relative paths are taken from ``base_dir``.
+
+        ``seed`` (e.g. the run's seed plus the epoch) overrides the mapping's own ``seed``.
+        """
         if not isinstance(config, dict) or not isinstance(config.get("datasets"), list):
             raise DataError("a mixture is a mapping with a 'datasets' list")
         base = Path(base_dir) if base_dir is not None else None
@@ -167,9 +170,15 @@ class Mixture:
             raise DataError(f"mixture: dataset names must be unique, got {names}")
         return cls(
             specs,
-            seed=config.get("seed", 0 if seed is None else seed),
+            seed=config.get("seed", 0) if seed is None else seed,
             num_samples=config.get("num_samples"),
             stopping_strategy=config.get("stopping_strategy", "first_exhausted"),
+        )
+
+    def reseeded(self, seed: int) -> Mixture:
+        """The same datasets and settings with another seed (a new order for another epoch)."""
+        return Mixture(
+            self.datasets, seed=seed, num_samples=self.num_samples, stopping_strategy=self.stopping_strategy
         )
 
     @classmethod

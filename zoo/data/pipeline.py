@@ -248,12 +248,15 @@ class ZooLoader:
         )
 
 
-def as_source(data: Any, seed: int = 0) -> Iterable[Sample | Skip]:
-    """A mixture from a ``Mixture``, a mapping, a YAML path or a list of dataset entries; samples as given."""
+def as_source(data: Any, seed: int | None = None) -> Iterable[Sample | Skip]:
+    """A mixture from a ``Mixture``, a mapping, a YAML path or a list of dataset entries; samples as given.
+
+    ``seed`` overrides the mixture's own seed; None keeps it.
+    """
     from zoo.data.mixture import Mixture
 
     if isinstance(data, Mixture):
-        return data
+        return data if seed is None else data.reseeded(seed)
     if isinstance(data, (str, Path)):
         return Mixture.from_yaml(data, seed=seed)
     if isinstance(data, dict):
@@ -275,7 +278,7 @@ def make_loader(
     max_length: int | None = None,
     pad_to_multiple_of: int | None = 8,
     packing: bool = False,
-    seed: int = 0,
+    seed: int | None = None,
     *,
     output_dir: str | Path | None = None,
     ledger_path: str | Path | None = None,
@@ -284,6 +287,7 @@ def make_loader(
 ) -> ZooLoader:
     """A loader of training batches (``processor.collate`` output) over a mixture, with a skip ledger.
 
+    ``seed`` overrides the mixture's own seed (pass ``base_seed + epoch`` for a new order each epoch).
     ``max_length`` defaults to the recipe's ``max_length`` (carried by a processor made with
     ``ZooProcessor.from_model``); samples longer than it are truncated without cutting media blocks.
 
