@@ -9,7 +9,7 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="recipe name, recipe YAML, or a folder written by save_pretrained")
     parser.add_argument("--image", help="an image file to ask about")
     parser.add_argument("--audio", help="an audio file to ask about (resampled to 16 kHz)")
-    parser.add_argument("--video", help="a folder of frame images to ask about")
+    parser.add_argument("--video", help="a video file (decoded with PyAV) or a folder of frame images")
     parser.add_argument(
         "--prompt", "-p", help="ask this once and exit (otherwise: one question per line on stdin)"
     )
