@@ -86,7 +86,7 @@ class BLIP2VisionEncoder(Encoder):
         super().__init__()
         from transformers import Blip2VisionConfig, Blip2VisionModel, BlipImageProcessorPil
 
-        from zoo.components.encoders import _freeze, _preprocessor
+        from zoo.components.encoders import freeze, source_preprocessor
 
         if source is None and config is None:
             raise ComponentArgumentError(
@@ -105,10 +105,10 @@ class BLIP2VisionEncoder(Encoder):
         cfg = self.model.config
         self.dim = cfg.hidden_size
         self._tokens = (cfg.image_size // cfg.patch_size) ** 2 + 1
-        self.image_processor = _preprocessor(
+        self.image_processor = source_preprocessor(
             folder, BlipImageProcessorPil, size={"height": cfg.image_size, "width": cfg.image_size}
         )
-        _freeze(self)
+        freeze(self)
 
     def _load(self, folder: Path) -> None:
         state = strip_prefix(checkpoint_tensors(folder, ("vision_model.",)), "vision_model.")

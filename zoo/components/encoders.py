@@ -23,7 +23,8 @@ from zoo.media import load_image, load_video, uniform_indices
 logger = logging.getLogger(__name__)
 
 
-def _freeze(module: torch.nn.Module) -> None:
+def freeze(module: torch.nn.Module) -> None:
+    """Make every parameter of ``module`` untrainable (encoders are frozen when built)."""
     for parameter in module.parameters():
         parameter.requires_grad_(False)
 
@@ -53,7 +54,7 @@ def _pretrained_or_config(
     return create(config_cls(**config) if config else config_cls.from_pretrained(folder)), folder
 
 
-def _preprocessor(folder: Path | None, cls: Any, **defaults: Any) -> Any:
+def source_preprocessor(folder: Path | None, cls: Any, **defaults: Any) -> Any:
     """The source's own preprocessing settings when it ships them, else ``defaults``."""
     if folder is not None and (folder / "preprocessor_config.json").exists():
         return cls.from_pretrained(folder)
@@ -89,13 +90,13 @@ class CLIPVisionEncoder(Encoder):
         self.project_tokens = project_tokens
         self.dim = cfg.projection_dim if project_tokens else cfg.hidden_size
         self._patches = (cfg.image_size // cfg.patch_size) ** 2
-        self.image_processor = _preprocessor(
+        self.image_processor = source_preprocessor(
             folder,
             CLIPImageProcessorPil,
             size={"shortest_edge": cfg.image_size},
             crop_size={"height": cfg.image_size, "width": cfg.image_size},
         )
-        _freeze(self)
+        freeze(self)
 
     @property
     def num_tokens(self) -> int:
@@ -162,10 +163,12 @@ class WhisperAudioEncoder(Encoder):
         cfg = self.model.config
         self.dim = cfg.d_model
         self._tokens = cfg.max_source_positions
-        self.feature_extractor = _preprocessor(folder, WhisperFeatureExtractor, feature_size=cfg.num_mel_bins)
+        self.feature_extractor = source_preprocessor(
+            folder, WhisperFeatureExtractor, feature_size=cfg.num_mel_bins
+        )
         self.long_audio = long_audio
         self.max_audio_chunks = max_audio_chunks
-        _freeze(self)
+        freeze(self)
 
     @property
     def num_tokens(self) -> int:
