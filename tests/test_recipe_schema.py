@@ -265,3 +265,15 @@ def test_stop_token_must_be_a_recipe_token() -> None:
 def test_merge_messages_must_be_a_boolean(tmp_path) -> None:
     with pytest.raises(RecipeError, match="merge_messages: expected true or false"):
         load_recipe("tiny", merge_messages="no")
+
+
+def test_recipe_chat_template_leaves_the_backbones_own_tokenizer_alone() -> None:
+    import zoo
+
+    model = zoo.build("tiny")
+    own = model.backbone.tokenizer.chat_template
+    template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    model.config.chat_template = template
+    assert model.tokenizer.chat_template == template and model.tokenizer is model.tokenizer
+    assert model.backbone.tokenizer.chat_template == own
+    assert model.tokenizer.convert_tokens_to_ids("<image>") == model.config.token_ids["<image>"]

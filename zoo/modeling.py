@@ -267,11 +267,17 @@ class ZooModel(PreTrainedModel, GenerationMixin):
 
     @property
     def tokenizer(self) -> Any:
-        """The backbone's tokenizer with the recipe's tokens (and chat template) added, checked against the
-        ids the model uses."""
+        """The backbone's tokenizer with the recipe's tokens added and the recipe's chat template, checked
+        against the ids the model uses. With a recipe template this is a copy: the backbone's own tokenizer
+        keeps its own template (SmolLM2 still answers in its chat format through ``backbone.tokenizer``)."""
         tokenizer = self.backbone.tokenizer
         if self.config.chat_template:
-            tokenizer.chat_template = self.config.chat_template
+            cached = self.__dict__.get("_recipe_tokenizer")
+            if cached is None:
+                cached = copy.deepcopy(tokenizer)
+                cached.chat_template = self.config.chat_template
+                self.__dict__["_recipe_tokenizer"] = cached
+            tokenizer = cached
         ids = add_recipe_tokens(tokenizer, self.config)
         if ids != self.config.token_ids:
             raise IncompatibleComponentsError(
