@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from zoo.components.base import Encoder
-from zoo.errors import ComponentArgumentError, WeightSourceError
+from zoo.errors import WeightSourceError
 
 
 def checkpoint_tensors(folder: Path, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -86,22 +86,16 @@ class BLIP2VisionEncoder(Encoder):
         super().__init__()
         from transformers import Blip2VisionConfig, Blip2VisionModel, BlipImageProcessorPil
 
-        from zoo.components.encoders import freeze, source_preprocessor
+        from zoo.components.encoders import freeze, pretrained_or_config, source_preprocessor
 
-        if source is None and config is None:
-            raise ComponentArgumentError(
-                "blip2-vision: give a weight `source` or an inline architecture `config`"
-            )
-        folder = (
-            _folder(source, revision, load_weights) if source and (load_weights or config is None) else None
+        self.model, folder = pretrained_or_config(
+            "blip2-vision",
+            _load_vision_tower,
+            Blip2VisionModel,
+            Blip2VisionConfig,
+            {"source": source, "revision": revision, "load_weights": load_weights, "config": config},
+            config_from_folder=lambda folder: blip2_config(folder).vision_config,
         )
-        if config is not None:
-            vision_config = Blip2VisionConfig(**config)
-        else:
-            vision_config = blip2_config(folder).vision_config
-        self.model = Blip2VisionModel(vision_config)
-        if folder is not None and load_weights:
-            self._load(folder)
         cfg = self.model.config
         self.dim = cfg.hidden_size
         self._tokens = (cfg.image_size // cfg.patch_size) ** 2 + 1
@@ -109,15 +103,6 @@ class BLIP2VisionEncoder(Encoder):
             folder, BlipImageProcessorPil, size={"height": cfg.image_size, "width": cfg.image_size}
         )
         freeze(self)
-
-    def _load(self, folder: Path) -> None:
-        state = strip_prefix(checkpoint_tensors(folder, ("vision_model.",)), "vision_model.")
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise WeightSourceError(
-                f"blip2-vision: the checkpoint's vision_model tensors do not fit the architecture "
-                f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
-            )
 
     @property
     def num_tokens(self) -> int:
@@ -131,7 +116,16 @@ class BLIP2VisionEncoder(Encoder):
         return self.model(pixel_values=inputs.to(dtype)).last_hidden_state
 
 
-def _folder(source: str, revision: str | None, load_weights: bool) -> Path:
-    from zoo.weights import materialize
+def _load_vision_tower(folder: Path) -> Any:
+    """BLIP-2's vision tower built from the checkpoint's config, with only its ``vision_model.*`` tensors."""
+    from transformers import Blip2VisionModel
 
-    return materialize(source, revision, metadata_only=not load_weights)
+    model = Blip2VisionModel(blip2_config(folder).vision_config)
+    state = strip_prefix(checkpoint_tensors(folder, ("vision_model.",)), "vision_model.")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise WeightSourceError(
+            f"blip2-vision: the checkpoint's vision_model tensors do not fit the architecture "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    return model

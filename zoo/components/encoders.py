@@ -29,14 +29,16 @@ def freeze(module: torch.nn.Module) -> None:
         parameter.requires_grad_(False)
 
 
-def _pretrained_or_config(
+def pretrained_or_config(
     name: str,
     load: Callable[[Path], nn.Module],
     create: Callable[[Any], nn.Module],
     config_cls: Any,
     spec: dict[str, Any],
+    config_from_folder: Callable[[Path], Any] | None = None,
 ) -> tuple[nn.Module, Path | None]:
-    """The model from its weight source, or its architecture (inline ``config`` or the source's config)."""
+    """The model from its weight source, or its architecture (inline ``config`` or the source's config,
+    read with ``config_from_folder`` when ``config_cls.from_pretrained`` is not the way)."""
     from zoo.weights import materialize
 
     source, revision, load_weights, config = (
@@ -51,7 +53,8 @@ def _pretrained_or_config(
     )
     if folder is not None and load_weights:
         return load(folder), folder
-    return create(config_cls(**config) if config else config_cls.from_pretrained(folder)), folder
+    read_config = config_from_folder or config_cls.from_pretrained
+    return create(config_cls(**config) if config else read_config(folder)), folder
 
 
 def source_preprocessor(folder: Path | None, cls: Any, **defaults: Any) -> Any:
@@ -78,7 +81,7 @@ class CLIPVisionEncoder(Encoder):
         super().__init__()
         from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-        self.model, folder = _pretrained_or_config(
+        self.model, folder = pretrained_or_config(
             "clip-vision",
             CLIPVisionModelWithProjection.from_pretrained,
             CLIPVisionModelWithProjection,
@@ -153,7 +156,7 @@ class WhisperAudioEncoder(Encoder):
             raise ComponentArgumentError(
                 f"whisper-encoder: max_audio_chunks must be >= 1, got {max_audio_chunks}"
             )
-        self.model, folder = _pretrained_or_config(
+        self.model, folder = pretrained_or_config(
             "whisper-encoder",
             lambda path: WhisperModel.from_pretrained(path).get_encoder(),
             WhisperEncoder,
