@@ -144,7 +144,7 @@ class EncodedDataset(torch.utils.data.IterableDataset):
         """The sample encoded and fit to ``max_length``, or one ``Skip`` per source sample it is made of."""
         try:
             encoded = self.processor.encode(sample.messages)
-            return self._fit(encoded) if self.max_length else encoded
+            return self.processor.truncate(encoded, self.max_length) if self.max_length else encoded
         except Exception as error:  # a bad sample must never end the run; the ledger keeps the reason
             reason = str(error) if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
             joined = f" (in concatenated dialog {sample.id!r})" if len(sample.parts) > 1 else ""
@@ -152,17 +152,6 @@ class EncodedDataset(torch.utils.data.IterableDataset):
                 Skip(p["dataset"], p["index"], p["id"], _stage(error), reason + joined, p.get("source"))
                 for p in sample.parts
             ]
-
-    def _fit(self, encoded: Any) -> Any:
-        truncate = getattr(self.processor, "truncate", None)
-        if truncate is not None:
-            return truncate(encoded, self.max_length)
-        if len(encoded.input_ids) > self.max_length:
-            raise SampleTooLongError(
-                f"{len(encoded.input_ids)} tokens exceed max_length {self.max_length} "
-                "(this processor cannot truncate)"
-            )
-        return encoded
 
     def _emit(self, encoded: list, used: list[dict], skipped: list[Skip]) -> dict:
         batch = None
