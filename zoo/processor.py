@@ -443,10 +443,16 @@ def _preparer(modality: str, encoder: Any) -> Callable[[Any], list[torch.Tensor]
         return lambda item: [encoder.preprocess(load_image(item))]
     if modality == "audio":
         rate = getattr(encoder, "sampling_rate", 16000)
+        limit = getattr(encoder, "max_audio_seconds", None)  # checked from the header, before decoding
+        truncate = getattr(encoder, "long_audio", None) == "truncate"
         split = getattr(encoder, "preprocess_items", None)
+
+        def decode(item: Any) -> Any:
+            return load_audio(item, rate, max_seconds=limit, truncate=truncate)
+
         if split is not None:
-            return lambda item: split(load_audio(item, rate))
-        return lambda item: [encoder.preprocess(load_audio(item, rate))]
+            return lambda item: split(decode(item))
+        return lambda item: [encoder.preprocess(decode(item))]
     if modality == "video":
         frames = getattr(encoder, "num_frames", None)
         return lambda item: [encoder.preprocess(load_video(item, frames))]

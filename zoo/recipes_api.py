@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from zoo.errors import RecipeError, UnknownComponentError, ZooError
+from zoo.safe_yaml import BoundedLoader
 
 TRAIN_MODES = ("frozen", "full", "lora")
 GENERAL_PARTS = ("encoders", "projectors", "backbone", "embeddings", "lm_head")
@@ -37,8 +38,9 @@ _LEAF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # --- reading YAML with line numbers ----------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``5e-5`` and ``1e-8`` as floats (YAML 1.1 wants ``5.0e-5``)."""
+class _Loader(BoundedLoader):
+    """Safe loading with aliases bounded (``zoo.safe_yaml``) that also reads ``5e-5`` and ``1e-8`` as floats
+    (YAML 1.1 wants ``5.0e-5``)."""
 
 
 _Loader.add_implicit_resolver(

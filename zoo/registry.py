@@ -42,6 +42,7 @@ from zoo.errors import (
     ZooError,
 )
 from zoo.hookspecs import hookimpl
+from zoo.safe_yaml import safe_load
 
 GROUPS = {
     "encoder": "zoo.encoders",
@@ -275,7 +276,7 @@ def _recipe_entries(ep: importlib.metadata.EntryPoint, dist: str, version: str) 
 
 def _recipe_description(path: Path) -> str:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return ""  # the recipe loader reports the problem when the recipe is used
     return _first_line(str(data.get("description") or "")) if isinstance(data, dict) else ""
