@@ -196,7 +196,10 @@ def test_yaml_paths_are_relative_to_the_file(tmp_path, two_files):
         ([{"name": "a", "path": "x", "format": "s3"}, {"name": "a", "path": "y", "format": "s3"}], "names must be unique"),
     ],
 )  # fmt: skip
-def test_bad_mixture_configs_are_clear_errors(datasets, message):
+def test_bad_mixture_configs_are_clear_errors(datasets, message, tmp_path, monkeypatch):
+    _s3_file(tmp_path / "x", 1, "x")
+    _s3_file(tmp_path / "y", 1, "y")
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError, match=message):
         Mixture.from_dict({"datasets": datasets})
 
