@@ -21,12 +21,15 @@ PLUGIN_FILES = {
         """Imports torch at the top, as real plugins do."""
         import torch
 
+        from zoo.components.base import Projector
 
-        class Squeeze:
+
+        class Squeeze(Projector):
             """Averages every four tokens into one."""
         ''',
     "listed_plugin/broken.py": 'raise ImportError("libfoo missing")\n',
 }
+FINE_ENCODER = "from zoo.components.base import Encoder\n\n\nclass Fine(Encoder): ...\n"
 PLUGIN_ENTRY_POINTS = {
     "zoo.projectors": {"squeeze": "listed_plugin.projector:Squeeze", "broken": "listed_plugin.broken:Broken"}
 }
@@ -112,7 +115,7 @@ def test_plugins_reports_the_broken_component_and_its_healthy_sibling(
     assert lines[2].split() == ["projector", "squeeze", "OK"]
 
     site.install(
-        "zoo-fine", "1.0", {"zoo.encoders": {"fine": "fine_enc:Fine"}}, {"fine_enc.py": "class Fine: ..."}
+        "zoo-fine", "1.0", {"zoo.encoders": {"fine": "fine_enc:Fine"}}, {"fine_enc.py": FINE_ENCODER}
     )
     zoo.registry.get_registry().refresh()
     assert main(["plugins", "zoo-fine"]) == 0

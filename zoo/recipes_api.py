@@ -563,13 +563,18 @@ def parse_recipe(data: Any, path: Path, source: RecipeSource | None = None) -> R
 
 
 def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
-    """Read a recipe by registered name or YAML path, with optional deep-merged overrides."""
+    """Read a recipe by registered name or YAML path, with optional deep-merged overrides.
+
+    A recipe shipped by a distribution means that distribution's own components where another
+    distribution registers the same name too (see ``Registry.own_name``)."""
     path = _recipe_file(name_or_path)
     data, lines = read_yaml(path)
     source = RecipeSource(path, lines, overrides)
     if overrides and data is not None and not isinstance(data, dict):
         raise Loc(source).error("a recipe must be a YAML mapping at the top level")
-    return parse_recipe(_merge(data or {}, overrides), path, source)
+    recipe = parse_recipe(_merge(data or {}, overrides), path, source)
+    _prefer_own_components(recipe, path)
+    return recipe
 
 
 # --- components and stages against the installed registry and the built model --------------------------
@@ -646,6 +651,7 @@ def build(name_or_path: str | Path, device: str | None = None, stage: int | str 
 
     recipe = load_recipe(name_or_path, **overrides)
     validate_recipe(recipe)
+    check_chat_template(recipe)
     index = recipe.stage_index(stage) if recipe.stages else None
     config = recipe.zoo_config()
     if device == "meta":
@@ -660,3 +666,75 @@ def build(name_or_path: str | Path, device: str | None = None, stage: int | str 
         check_stages_against(model, recipe)
         apply_stage(model, recipe.stages[index])
     return model
+
+
+# --- checks of shipped recipes: their own components, their chat template, their YAML -------------------
+
+
+def _prefer_own_components(recipe: Recipe, path: Path) -> None:
+    """Qualify the component names of a recipe that a distribution ships with that distribution, where
+    another distribution registers the same name (a plugin re-registering ``clip-vision`` does not break
+    the built-in recipes)."""
+    from zoo.registry import get_registry
+
+    registry = get_registry()
+    shipped = [e for e in registry.list_components("recipe") if e.path and _same_file(e.path, path)]
+    if not shipped:
+        return
+    distribution = shipped[0].distribution
+    specs = [("backbone", recipe.backbone)]
+    specs += [("encoder", s) for s in recipe.encoders.values()]
+    specs += [("projector", s) for s in recipe.projectors.values()]
+    for kind, spec in specs:
+        spec["name"] = registry.own_name(kind, spec["name"], distribution)
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+_PROBE = [
+    {"role": "system", "content": "zoo-probe-system"},
+    {"role": "user", "content": "zoo-probe-question"},
+    {"role": "assistant", "content": "zoo-probe-answer"},
+    {"role": "user", "content": "zoo-probe-follow-up"},
+]
+
+
+def check_chat_template(recipe: Recipe) -> None:
+    """Render a probe conversation (with and without a system message) through the recipe's
+    ``chat_template``, so a broken template is a ``RecipeError`` naming its line at build time, not an
+    error at the first sample."""
+    if not recipe.chat_template:
+        return
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    where = f"{recipe.where(('chat_template',))}: chat_template"
+    for conversation in (_PROBE, _PROBE[1:]):
+        try:
+            rendered, _ = render_jinja_template(
+                [conversation], chat_template=recipe.chat_template, add_generation_prompt=True,
+                bos_token="<s>", eos_token="</s>",
+            )  # fmt: skip
+        except Exception as error:  # jinja2 syntax errors, raise_exception(), undefined names, ...
+            raise RecipeError(
+                f"{where}: cannot render a conversation of {', '.join(m['role'] for m in conversation)} "
+                f"messages ({type(error).__name__}: {error})"
+            ) from None
+        missing = [m["content"] for m in conversation if m["content"] not in rendered[0]]
+        if missing:
+            raise RecipeError(f"{where}: the rendered conversation leaves out message content {missing}")
+
+
+def recipe_problem(entry: Any) -> str:
+    """What is wrong with a registered recipe (its YAML, fields, components, chat template), or ""."""
+    try:
+        recipe = load_recipe(entry.path)
+        validate_recipe(recipe)
+        check_chat_template(recipe)
+    except ZooError as error:
+        return str(error)
+    return ""

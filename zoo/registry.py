@@ -23,7 +23,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.machinery import ModuleSpec
 from pathlib import Path
@@ -454,7 +454,9 @@ class Registry:
             return None, entry.error, None
         try:
             obj = self.plugin_manager.hook.zoo_load_component(entry=entry)
-        except Exception as exc:  # whatever a plugin's import raises is reported, never propagated bare
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # whatever a plugin's import raises (sys.exit() too) is reported
             return None, f"{type(exc).__name__}: {exc}", exc
         if obj is None or not callable(obj):
             found = "no source can load it" if obj is None else f"it is a {type(obj).__name__}, not a class"
@@ -493,28 +495,69 @@ class Registry:
             raise PluginLoadError(_load_failure(entry, entry.error or f"file {entry.path} is missing"))
         return Path(entry.path)
 
-    def plugins(self, distributions: Iterable[str] | None = None) -> list[PluginInfo]:
-        """Per distribution: version, components and import errors. Imports every component's module."""
+    def own_name(self, kind: str, name: str, distribution: str) -> str:
+        """``name`` as a recipe shipped by ``distribution`` means it: that distribution's own component
+        (qualified, ``distribution:name``) when it provides one and another distribution does too; else
+        ``name`` unchanged (then a conflict is still an error, as for any recipe)."""
+        if ":" in name or not distribution:
+            return name
+        candidates = self._kind_index(check_kind(kind)).get(name, [])
+        own = [e for e in candidates if _same_dist(e.distribution, distribution)]
+        return own[0].qualified_name if own and len(candidates) > 1 else name
+
+    def plugins(
+        self,
+        distributions: Iterable[str] | None = None,
+        check_recipe: Callable[[ComponentEntry], str] | None = None,
+    ) -> list[PluginInfo]:
+        """Per distribution: version, components and load errors. Imports every component's module and
+        checks that it is a component of its kind; ``check_recipe`` (entry → problem or "") checks each
+        recipe's YAML (``zoo plugins`` passes the recipe parser)."""
         wanted = {canonical_distribution(d) for d in distributions} if distributions else None
         grouped: dict[str, list[ComponentEntry]] = {}
         for entry in self.list_components():
             if wanted is None or canonical_distribution(entry.distribution) in wanted:
                 grouped.setdefault(entry.distribution, []).append(entry)
         order = sorted(grouped, key=lambda d: (d == RUNTIME, canonical_distribution(d)))
-        return [self._plugin_info(grouped[d]) for d in order]
+        return [self._plugin_info(grouped[d], check_recipe) for d in order]
 
-    def _plugin_info(self, entries: list[ComponentEntry]) -> PluginInfo:
+    def _plugin_info(
+        self, entries: list[ComponentEntry], check_recipe: Callable[[ComponentEntry], str] | None
+    ) -> PluginInfo:
         errors = {}
         for entry in entries:
             if entry.kind == "recipe":
                 problem = entry.error or (
                     "" if Path(entry.path).is_file() else f"file {entry.path} is missing"
                 )
+                if not problem and check_recipe is not None:
+                    problem = check_recipe(entry)
             else:
-                problem = self._try_load(entry)[1]
+                obj, problem, _ = self._try_load(entry)
+                problem = problem or kind_problem(entry.kind, obj)
             if problem:
                 errors[f"{entry.kind} {entry.name}"] = problem
         return PluginInfo(entries[0].distribution, entries[0].version, tuple(entries), errors)
+
+
+# The class every component of a kind derives from (imported only when a component is checked).
+KIND_BASES = {
+    "encoder": ("zoo.components.base", "Encoder"),
+    "projector": ("zoo.components.base", "Projector"),
+    "backbone": ("zoo.components.base", "Backbone"),
+}
+
+
+def kind_problem(kind: str, obj: Any) -> str:
+    """Why ``obj`` is not a component of ``kind`` (a subclass of its base class), or "" when it is."""
+    if kind not in KIND_BASES:
+        return ""
+    module, name = KIND_BASES[kind]
+    base = getattr(importlib.import_module(module), name)
+    if isinstance(obj, type) and issubclass(obj, base):
+        return ""
+    what = f"class {obj.__qualname__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
+    return f"not {_a(kind)}: {what} is not a subclass of {module}.{name}"
 
 
 def _runtime_entry(kind: str, name: str, obj: Any, description: str) -> ComponentEntry:
