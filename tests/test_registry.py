@@ -102,7 +102,10 @@ def test_broken_plugin_is_reported_while_the_rest_keeps_working(site: Site) -> N
     projectors = {"broken": "halfbroken.broken:Broken", "good": "halfbroken.good:Good"}
     site.install("zoo-halfbroken", "1.2.0", {"zoo.projectors": projectors}, BROKEN_DIST)
     site.install(
-        "zoo-healthy", "0.1.0", {"zoo.encoders": {"fine": "healthy:Fine"}}, {"healthy.py": "from zoo.components.base import Encoder\nclass Fine(Encoder): ..."}
+        "zoo-healthy",
+        "0.1.0",
+        {"zoo.encoders": {"fine": "healthy:Fine"}},
+        {"healthy.py": "from zoo.components.base import Encoder\nclass Fine(Encoder): ..."},
     )
     registry = Registry()
     assert {"broken", "good"} <= {e.name for e in registry.list_components("projector")}
