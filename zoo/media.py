@@ -190,6 +190,8 @@ def load_image(item: Any, cache_dir: str | Path | None = None, max_pixels: int |
         return _to_rgb(image, item)
     except MediaError:
         raise
+    except Image.DecompressionBombError as error:  # past PIL's own (higher) limit: refused from the header
+        raise MediaError(f"image {describe(item)}: {error} (ZOO_MAX_IMAGE_PIXELS is {budget})") from None
     except Exception as error:  # PIL raises many types on corrupt data; each is this image's fault
         raise MediaError(f"image {describe(item)}: cannot be decoded ({_name(error)})") from None
 

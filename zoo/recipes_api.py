@@ -686,7 +686,16 @@ def _prefer_own_components(recipe: Recipe, path: Path) -> None:
     specs += [("encoder", s) for s in recipe.encoders.values()]
     specs += [("projector", s) for s in recipe.projectors.values()]
     for kind, spec in specs:
+        _qualify(spec, kind, registry, distribution)
+
+
+def _qualify(spec: dict, kind: str, registry: Any, distribution: str) -> None:
+    """The spec's name, and those of specs nested in its args (video-frames' ``frame_encoder``)."""
+    if isinstance(spec.get("name"), str):
         spec["name"] = registry.own_name(kind, spec["name"], distribution)
+    for value in (spec.get("args") or {}).values():
+        if isinstance(value, dict) and "name" in value:
+            _qualify(value, kind, registry, distribution)
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:
