@@ -19,6 +19,7 @@ import soundfile
 from PIL import Image
 
 import zoo
+import zoo.modeling
 import zoo.recipes_api
 import zoo.registry
 from zoo.data.mixture import Mixture
@@ -392,11 +393,19 @@ def test_zoo_plugins_reports_exits_non_components_and_bad_recipes(plugin_site, c
 
 
 def test_a_plugin_reusing_a_builtin_name_does_not_break_the_builtin_recipes(plugin_site, tmp_path):
+    import torch
+
     from zoo.errors import ComponentConflictError
 
     model = zoo.build("tiny", device="meta")
     assert model.config.encoders["image"]["name"] == "zoo:clip-vision"
     assert model.config.encoders["image"]["distribution"] == "zoo"
+    config = model.config  # as saved before the plugin was installed: bare names, distribution recorded
+    config.encoders["image"]["name"] = "clip-vision"
+    config.encoders["video"]["args"]["frame_encoder"]["name"] = "clip-vision"
+    with torch.device("meta"):
+        rebuilt = zoo.modeling.ZooModel(config)
+    assert type(rebuilt.encoders["image"]).__name__ == "CLIPVisionEncoder"
     own = tmp_path / "mine.yaml"  # a recipe of the user's own still has to say which one it means
     own.write_text(zoo.registry.get_registry().recipe_path("tiny").read_text())
     with pytest.raises(ComponentConflictError, match="clip-vision' is provided by 2 distributions"):

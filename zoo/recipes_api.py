@@ -686,20 +686,11 @@ def _prefer_own_components(recipe: Recipe, path: Path) -> None:
     if not shipped:
         return
     distribution = shipped[0].distribution
-    specs = [("backbone", recipe.backbone)]
-    specs += [("encoder", s) for s in recipe.encoders.values()]
-    specs += [("projector", s) for s in recipe.projectors.values()]
-    for kind, spec in specs:
-        _qualify(spec, kind, registry, distribution)
-
-
-def _qualify(spec: dict, kind: str, registry: Any, distribution: str) -> None:
-    """The spec's name, and those of specs nested in its args (video-frames' ``frame_encoder``)."""
-    if isinstance(spec.get("name"), str):
-        spec["name"] = registry.own_name(kind, spec["name"], distribution)
-    for value in (spec.get("args") or {}).values():
-        if isinstance(value, dict) and "name" in value:
-            _qualify(value, kind, registry, distribution)
+    recipe.backbone = registry.own_spec("backbone", recipe.backbone, distribution)
+    recipe.encoders = {m: registry.own_spec("encoder", s, distribution) for m, s in recipe.encoders.items()}
+    recipe.projectors = {
+        m: registry.own_spec("projector", s, distribution) for m, s in recipe.projectors.items()
+    }
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:

@@ -505,6 +505,21 @@ class Registry:
         own = [e for e in candidates if _same_dist(e.distribution, distribution)]
         return own[0].qualified_name if own and len(candidates) > 1 else name
 
+    def own_spec(self, kind: str, spec: dict, distribution: str) -> dict:
+        """A copy of a component spec with its name, and those of the specs nested in its args (a
+        video-frames encoder's ``frame_encoder``), resolved with ``own_name``."""
+        spec = dict(spec)
+        if isinstance(spec.get("name"), str):
+            spec["name"] = self.own_name(kind, spec["name"], distribution)
+        if isinstance(spec.get("args"), dict):
+            spec["args"] = {
+                key: self.own_spec(kind, value, distribution)
+                if isinstance(value, dict) and "name" in value
+                else value
+                for key, value in spec["args"].items()
+            }
+        return spec
+
     def plugins(
         self,
         distributions: Iterable[str] | None = None,

@@ -241,10 +241,22 @@ class DatasetSpec:
         except DataError as error:
             raise DataError(f"mixture dataset {name!r}: {error}") from None
         if spec["instruction_pool"] is not None:
-            spec["instruction_pool"] = InstructionPool.from_spec(
-                spec["instruction_pool"], spec.get("task") or name
-            )
+            try:
+                spec["instruction_pool"] = InstructionPool.from_spec(
+                    spec["instruction_pool"], spec.get("task") or name
+                )
+            except DataError as error:
+                raise DataError(f"mixture dataset {name!r}: {error}") from None
         return cls(**spec)
+
+    def __post_init__(self) -> None:
+        """A spec made in Python is checked like one read from a mapping."""
+        if not isinstance(self.name, str) or not self.name:
+            raise DataError(f"mixture dataset {self.name!r}: needs a 'name' (a non-empty string)")
+        entry = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(entry["instruction_pool"], InstructionPool):
+            entry["instruction_pool"] = None
+        _check_entry(entry, self.name)
 
 
 def _resolve(value: Any, base_dir: Path | None, as_path: bool = False) -> Any:
