@@ -325,11 +325,12 @@ def _decode_audio(
     audio-with-video samples point at the MP4 itself)."""
     import soundfile
 
-    data = read_bytes(item, "audio", cache_dir)
+    path = local_path(item, "audio", cache_dir)  # a file is read from disk block by block, never whole
+    source: Any = str(path) if path is not None else io.BytesIO(read_bytes(item, "audio", cache_dir))
     try:
-        sound = soundfile.SoundFile(io.BytesIO(data))
+        sound = soundfile.SoundFile(source)
     except Exception as error:  # libsndfile cannot read it: maybe a container with an audio track
-        return _audio_track(data, item, target, limit, truncate, error)
+        return _audio_track(source, item, target, limit, truncate, error)
     with sound:
         rate = _check_rate(sound.samplerate, item, "sampling rate")
         if sound.frames > 0 and sound.frames / rate > limit:
@@ -374,7 +375,7 @@ def _stream_resample(
 
 
 def _audio_track(
-    data: bytes, item: Any, target: int, limit: float, truncate: bool, cause: BaseException
+    source: Any, item: Any, target: int, limit: float, truncate: bool, cause: BaseException
 ) -> np.ndarray:
     """The first audio stream of a container (e.g. an MP4's soundtrack), decoded by FFmpeg straight to mono
     float32 at ``target`` Hz, frame by frame, stopping at ``limit`` seconds."""
@@ -384,7 +385,9 @@ def _audio_track(
     chunks: list[np.ndarray] = []
     taken = 0
     try:
-        with av.open(io.BytesIO(data)) as container:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        with av.open(source) as container:
             if not container.streams.audio:
                 raise MediaError(f"audio {describe(item)}: cannot be decoded ({_name(cause)})")
             stream = container.streams.audio[0]
