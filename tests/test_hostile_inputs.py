@@ -45,6 +45,17 @@ def test_base64_images_decode_as_m3it_ships_them(fmt, prefix):
     assert load_image(wrapped).size == (8, 6)
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
+def test_every_one_of_many_base64_images_decodes(fmt):
+    """Before, some PNG/WebP strings made the path lookup raise "File name too long"; JPEG never decoded."""
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        size = (int(rng.integers(8, 80)), int(rng.integers(8, 80)))
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(buffer, format=fmt)
+        assert load_image(base64.b64encode(buffer.getvalue()).decode()).size == size
+
+
 def test_a_base64_jpeg_in_an_s3_record_is_not_taken_for_a_path(tmp_path):
     jpeg = base64.b64encode(_encoded("JPEG")).decode()
     assert jpeg.startswith("/9j/")
