@@ -25,6 +25,7 @@ import zoo.registry
 from zoo.data.mixture import Mixture
 from zoo.data.pipeline import make_loader
 from zoo.data.readers import Context, from_s3
+from zoo.data.schema import Sample
 from zoo.errors import DataError, MediaError, RecipeError
 from zoo.media import load_audio, load_image
 
@@ -421,3 +422,26 @@ def test_a_plugin_reusing_a_builtin_name_does_not_break_the_builtin_recipes(plug
     own.write_text(zoo.registry.get_registry().recipe_path("tiny").read_text())
     with pytest.raises(ComponentConflictError, match="clip-vision' is provided by 2 distributions"):
         zoo.build(own, device="meta")
+
+
+def test_a_sample_that_cannot_join_a_batch_is_skipped_and_the_rest_trains():
+    from zoo.data.pipeline import EncodedDataset
+
+    class ShapeCheckingProcessor:  # collates like torch.stack: every item must have one shape
+        def encode(self, messages):
+            return messages[0]["content"]
+
+        def collate(self, encoded, **options):
+            if len({len(e) for e in encoded}) > 1:
+                raise RuntimeError("stack expects each tensor to be equal size")
+            return {"rows": list(encoded)}
+
+    samples = [
+        Sample(f"s{i}", "d", i, [{"role": "user", "type": "text", "content": text}])
+        for i, text in enumerate(["aa", "aa", "b", "aa"])
+    ]
+    [out] = list(EncodedDataset(ShapeCheckingProcessor(), samples, batch_size=4))
+    assert out["batch"] == {"rows": ["aa", "aa", "aa"]}
+    assert [u["id"] for u in out["used"]] == ["s0", "s1", "s3"]
+    [skip] = out["skipped"]
+    assert (skip.id, skip.stage) == ("s2", "decode") and "cannot be batched with the others" in skip.reason
