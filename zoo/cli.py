@@ -16,7 +16,17 @@ from dataclasses import asdict, dataclass
 
 from zoo import __version__
 from zoo.errors import ComponentConflictError, ZooError
-from zoo.registry import KINDS, PREFER_ENV, ComponentEntry, Registry, get_registry
+from zoo.registry import (
+    API_DECLARATION,
+    COMPONENT_API,
+    KINDS,
+    PREFER_ENV,
+    RUNTIME,
+    ComponentEntry,
+    PluginInfo,
+    Registry,
+    get_registry,
+)
 
 
 @dataclass(frozen=True)
@@ -101,10 +111,27 @@ def run_plugins(args: argparse.Namespace) -> int:
         return 1
     for info in infos:
         status = "OK" if info.ok else f"{len(info.errors)} of {len(info.components)} failed to load"
-        print(f"{info.distribution} {info.version}".rstrip() + f": {status}")
+        print(f"{info.distribution} {info.version}".rstrip() + f"{_api_note(info)}: {status}")
         rows = [(e.kind, e.name, info.errors.get(f"{e.kind} {e.name}", "OK")) for e in info.components]
         print(format_table(rows, indent="  "))
+    undeclared = [i.distribution for i in infos if not i.api and i.distribution != RUNTIME]
+    if undeclared:
+        print(
+            f"\nnote: {', '.join(undeclared)} declare(s) no component API version: add {API_DECLARATION} "
+            "to the pyproject.toml once the components pass the conformance kit (docs/testing.md)"
+        )
     return 0 if all(info.ok for info in infos) else 1
+
+
+def _api_note(info: PluginInfo) -> str:
+    """`` (component API 1)``, or what is wrong with the declaration."""
+    if info.distribution == RUNTIME:
+        return ""
+    if not info.api:
+        return " (component API: not declared)"
+    if info.api != COMPONENT_API:
+        return f" (component API {info.api}; this zoo provides {COMPONENT_API})"
+    return f" (component API {info.api})"
 
 
 # --- zoo info -------------------------------------------------------------------------------------------
