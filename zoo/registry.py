@@ -327,7 +327,11 @@ def _recipe_description(path: Path) -> str:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return ""  # the recipe loader reports the problem when the recipe is used
-    return _first_line(str(data.get("description") or "")) if isinstance(data, dict) else ""
+    if not isinstance(data, dict):
+        return ""
+    if not data.get("description") and isinstance(data.get("extends"), str):
+        return f"(extends {data['extends']})"
+    return _first_line(str(data.get("description") or ""))
 
 
 class RuntimeSource:
