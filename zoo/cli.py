@@ -153,6 +153,29 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- zoo new-plugin -----------------------------------------------------------------------------------------
+
+PLUGIN_KINDS = ("encoder", "projector", "backbone", "recipe", "reader", "metric")
+
+
+def add_new_plugin_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="distribution name, e.g. zoo-pool (imported as zoo_pool)")
+    parser.add_argument("--kind", required=True, choices=PLUGIN_KINDS, help="what the package adds")
+    parser.add_argument("--output", help="folder to write (default: ./NAME; must not exist or be empty)")
+
+
+def run_new_plugin(args: argparse.Namespace) -> int:
+    from zoo.scaffold import new_plugin, plugin_names
+
+    root = new_plugin(args.name, args.kind, args.output)
+    names = plugin_names(args.name)
+    print(f"wrote {root}/ ({args.kind} '{names.component}' of {names.distribution}):")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        print(f"  {path.relative_to(root)}")
+    print(f"\nnext:\n  pip install -e {root}\n  (cd {root} && pytest)\n  zoo list --kind {args.kind}")
+    return 0
+
+
 def _model_commands(name: str) -> tuple[Callable, Callable]:
     from zoo import cli_model
 
@@ -174,6 +197,12 @@ COMMANDS: list[Command] = [
         run_info,
     ),
     Command("chat", "ask a recipe or checkpoint about an image / audio / video", *_model_commands("chat")),
+    Command(
+        "new-plugin",
+        "write a plugin package (entry point, component, recipe, README, conformance tests)",
+        add_new_plugin_arguments,
+        run_new_plugin,
+    ),
 ]
 
 

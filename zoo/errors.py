@@ -31,6 +31,10 @@ class ContractError(ZooError):
     output shape or length that differs from what it declares); the message says what to change."""
 
 
+class ScaffoldError(ZooError, ValueError):
+    """``zoo new-plugin`` cannot write the package (a name that is not a package name, a folder in the way)."""
+
+
 class ComponentArgumentError(ZooError, TypeError):
     """A component was given an argument it does not accept, or of the wrong type."""
 

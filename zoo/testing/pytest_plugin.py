@@ -59,6 +59,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("zoo_entry", entries, ids=[f"{e.kind}:{e.qualified_name}" for e in entries])
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A check for a kind the distribution has nothing of (an empty parameter set) is deselected, not skipped."""
+    empty = [item for item in items if _has_no_entries(item)]
+    if empty:
+        config.hook.pytest_deselected(items=empty)
+        items[:] = [item for item in items if item not in empty]
+
+
+def _has_no_entries(item: pytest.Item) -> bool:
+    if "zoo_entry" not in getattr(item, "fixturenames", ()):
+        return False
+    skip = item.get_closest_marker("skip")
+    return skip is not None and str(skip.kwargs.get("reason", "")).startswith("got empty parameter set")
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     from zoo.registry import COMPONENT_API
 
