@@ -316,10 +316,14 @@ def _forward_sample(
     except Exception as error:
         if device == "meta" and any(text in str(error) for text in _NEEDS_DATA):
             return None
+        hint = (
+            ". A tensor kept outside the parameters and buffers (a plain attribute) stays behind on a move: "
+            "register it with register_buffer, and create new tensors on the input's device"
+            if any(word in str(error) for word in ("device", "dtype", "Half", "BFloat16", "same type"))
+            else ""
+        )
         raise ContractError(
-            f"{label(entry)}: forward failed after moving to {device} / {dtype}: {type(error).__name__}: "
-            f"{error}. A tensor kept outside the parameters and buffers (a plain attribute) stays behind on a "
-            "move: register it with register_buffer, and create new tensors on the input's device"
+            f"{label(entry)}: forward failed on {device} in {dtype}: {type(error).__name__}: {error}{hint}"
         ) from error
 
 
