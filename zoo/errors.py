@@ -69,3 +69,7 @@ class SampleTooLongError(DataError):
 
 class FailureRateError(DataError):
     """Too many samples of a run could not be used; the run stops instead of training on what is left."""
+
+
+class CheckpointError(ZooError, OSError):
+    """A saved model folder that cannot be loaded: incomplete, corrupted, or tensors that do not fit."""
