@@ -60,11 +60,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A check for a kind the distribution has nothing of (an empty parameter set) is deselected, not skipped."""
-    empty = [item for item in items if _has_no_entries(item)]
-    if empty:
-        config.hook.pytest_deselected(items=empty)
-        items[:] = [item for item in items if item not in empty]
+    """Deselect a check for a kind the distribution has nothing of (an empty parameter set), and, in a suite
+    over everything installed, the entries of a distribution whose own suite runs in the same session (each
+    component is checked once)."""
+    from zoo.registry import canonical_distribution
+
+    own = {
+        canonical_distribution(item.cls.distribution)
+        for item in items
+        if "zoo_entry" in getattr(item, "fixturenames", ()) and getattr(item.cls, "distribution", None)
+    }
+    dropped = [item for item in items if _has_no_entries(item) or _checked_elsewhere(item, own)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
+def _checked_elsewhere(item: pytest.Item, own: set[str]) -> bool:
+    from zoo.registry import canonical_distribution
+
+    callspec = getattr(item, "callspec", None)
+    entry = callspec.params.get("zoo_entry") if callspec is not None else None
+    if entry is None or not hasattr(entry, "distribution") or getattr(item.cls, "distribution", None):
+        return False
+    return canonical_distribution(entry.distribution) in own
 
 
 def _has_no_entries(item: pytest.Item) -> bool:
