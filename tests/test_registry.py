@@ -491,3 +491,28 @@ def test_description_is_read_through_reexports_and_editable_finders(
     }
     assert found == {"resampler": "Latents that attend to the features.", "inner": "Nested.", "gone": ""}
     assert not [name for name in sys.modules if name.startswith("edpkg")]
+
+
+def test_metrics_are_a_plugin_kind_looked_up_like_the_others(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"metricpkg.py": '''
+        def word_overlap(predictions, references):
+            """Fraction of reference words found in the prediction, averaged."""
+            return sum(len(set(p.split()) & set(r.split())) / len(set(r.split()))
+                       for p, r in zip(predictions, references)) / len(references)
+        '''}  # fmt: skip
+    site.install("zoo-metrics-x", "0.1", {"zoo.metrics": {"word-overlap": "metricpkg:word_overlap"}}, files)
+    monkeypatch.setattr(zoo.registry, "_REGISTRY", None)
+    [entry] = [e for e in zoo.list_components("metric") if e.distribution == "zoo-metrics-x"]
+    assert (entry.name, entry.description) == (
+        "word-overlap",
+        "Fraction of reference words found in the prediction, averaged.",
+    )
+    assert "metricpkg" not in sys.modules
+    metric = zoo.registry.load_component("metric", "word-overlap")
+    assert metric(["a red cube"], ["the red cube"]) == pytest.approx(2 / 3)
+    with pytest.raises(
+        UnknownComponentError, match=r"unknown metric 'word-overlab' \(did you mean 'word-overlap'\?\)"
+    ):
+        zoo.registry.load_component("metric", "word-overlab")

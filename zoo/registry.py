@@ -817,6 +817,12 @@ def list_components(kind: str | None = None) -> list[ComponentEntry]:
     return get_registry().list_components(kind)
 
 
+def load_component(kind: str, name: str) -> Any:
+    """The class or function behind ``name`` (e.g. ``load_component("metric", "rouge_l")``); imports only
+    its module. An unknown name suggests close ones and says how to list them."""
+    return get_registry().load(kind, name)
+
+
 def register_component(kind: str, name: str, obj: Any, description: str = "") -> ComponentEntry:
     """Register ``obj`` under ``name`` in the process-wide registry (notebooks, tests)."""
     return get_registry().register(kind, name, obj, description)
