@@ -167,6 +167,44 @@ def test_honeybee_tiny_uses_both_components_and_builds_on_meta() -> None:
     assert model.config.encoders["image"]["distribution"] == "zoo-siglip"
 
 
+RELOAD = """
+import sys, zoo
+from PIL import Image
+from safetensors.torch import save_file
+model = zoo.load(sys.argv[1])
+conversation = [{"role": "user", "type": "image", "content": Image.new("RGB", (40, 40), "red")},
+                {"role": "user", "type": "text", "content": "Colour?"}]
+save_file({"logits": model(**zoo.ZooProcessor.from_model(model)(conversation)).logits}, sys.argv[2])
+"""
+
+
+def test_a_saved_honeybee_tiny_comes_back_in_a_fresh_interpreter(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    model = zoo.build("honeybee-tiny").eval()
+    with torch.no_grad():
+        model.projectors["image"].readout[0].weight.add_(0.5)  # as if trained
+    model.save_pretrained(tmp_path / "saved")
+    conversation = [
+        {"role": "user", "type": "image", "content": Image.new("RGB", (40, 40), "red")},
+        {"role": "user", "type": "text", "content": "Colour?"},
+    ]
+    with torch.no_grad():
+        expected = model(**zoo.ZooProcessor.from_model(model)(conversation)).logits
+    logits = tmp_path / "logits.safetensors"
+    done = subprocess.run(
+        [sys.executable, "-c", RELOAD, str(tmp_path / "saved"), str(logits)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    torch.testing.assert_close(load_file(logits)["logits"], expected, rtol=0, atol=0)
+    config = (tmp_path / "saved" / "config.json").read_text()
+    assert '"distribution": "zoo-siglip"' in config  # the checkpoint records which plugin built it
+
+
 @pytest.mark.slow
 def test_honeybee_smol_trains_one_step() -> None:
     check_recipe_trains_one_step(zoo.get_registry().resolve("recipe", "zoo-siglip:honeybee-smol"))
