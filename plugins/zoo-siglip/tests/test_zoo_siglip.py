@@ -178,6 +178,7 @@ save_file({"logits": model(**zoo.ZooProcessor.from_model(model)(conversation)).l
 """
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch and transformers: ~10 s
 def test_a_saved_honeybee_tiny_comes_back_in_a_fresh_interpreter(tmp_path: Path) -> None:
     import subprocess
     import sys
