@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.data.augment import MEDIA_ORDERS, InstructionPool, concat_dialogs, reorder_media, with_system_prompt
-from zoo.data.readers import READERS, Context, convert, iter_records, list_files
+from zoo.data.readers import Context, convert, iter_records, list_files, reader_for
 from zoo.data.schema import Sample, Skip, show_id
 from zoo.errors import DataError
 
@@ -70,7 +70,7 @@ _SPEC_KEYS = {
 _MIXTURE_KEYS = {"seed", "datasets", "num_samples", "stopping_strategy"}
 _AUGMENT_KEYS = {"media_order", "media_order_p", "concat"}
 _CONCAT_KEYS = {"max_dialogs", "p", "max_messages"}
-# The options each format's converter reads (zoo.data.readers).
+# The options each built-in format's reader reads (zoo.data.readers).
 FORMAT_OPTIONS = {
     "s3": {},
     "m3it": {"video": "true or false"},
@@ -107,8 +107,11 @@ def _check_entry(entry: dict, name: str) -> None:
         raise DataError(
             f"mixture dataset {name!r}: unknown keys {sorted(unknown)} (known: {sorted(_SPEC_KEYS)})"
         )
-    if entry.get("format") not in READERS:
-        raise DataError(f"mixture dataset {name!r}: 'format' must be one of {', '.join(READERS)}")
+    if not isinstance(entry.get("format"), str):
+        raise DataError(
+            f"mixture dataset {name!r}: needs a 'format' (a reader name: `zoo list --kind reader`)"
+        )
+    reader_for(entry["format"], name)  # an unknown format fails here, naming the installed ones
     path = entry.get("path")
     if path is None:
         raise DataError(f"mixture dataset {name!r}: needs a 'path' (file, folder, glob or list)")
@@ -170,6 +173,8 @@ def _check_options(options: Any, fmt: str, name: str) -> None:
     if options is None:
         return
     _check(isinstance(options, dict), name, "options", "a mapping", options)
+    if fmt not in FORMAT_OPTIONS:  # a reader from another distribution checks its own options
+        return
     known = FORMAT_OPTIONS[fmt]
     unknown = set(options) - set(known)
     if unknown:
