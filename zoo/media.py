@@ -257,9 +257,10 @@ def load_audio(
 def _check_rate(rate: Any, item: Any, what: str) -> int:
     if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
         raise MediaError(f"audio {describe(item)}: {what} must be a number of Hz, got {type(rate).__name__}")
-    if not np.isfinite(rate) or not 1 <= rate <= MAX_SAMPLING_RATE or rate != int(rate):
+    whole = isinstance(rate, (int, np.integer)) or (math.isfinite(rate) and float(rate).is_integer())
+    if not whole or not 1 <= rate <= MAX_SAMPLING_RATE:  # ints are compared exactly (10**400 too)
         raise MediaError(
-            f"audio {describe(item)}: {what} {rate!r} is not a whole number of Hz in 1..{MAX_SAMPLING_RATE}"
+            f"audio {describe(item)}: {what} {rate!r:.40} is not a whole number of Hz in 1..{MAX_SAMPLING_RATE}"
         )
     return int(rate)
 
