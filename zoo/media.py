@@ -30,6 +30,7 @@ from zoo.errors import MediaError
 
 _BASE64_MIN_LENGTH = 64
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}|[A-Za-z0-9_-]+={0,2}")
+_SPACE = re.compile(r"\s")
 FRAME_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 CACHE_ENV = "ZOO_MEDIA_CACHE"
 # An image (or video frame) with more pixels than this is refused before it is decoded: a few kilobytes of
@@ -115,7 +116,7 @@ def base64_payload(text: str) -> str | None:
         return "".join(payload.split()) if sep and header.endswith(";base64") else None
     if len(text) < _BASE64_MIN_LENGTH:
         return None
-    compact = "".join(text.split()) if any(c.isspace() for c in text[:200]) or "\n" in text else text
+    compact = "".join(text.split()) if _SPACE.search(text) else text
     return compact if _BASE64.fullmatch(compact) else None
 
 
