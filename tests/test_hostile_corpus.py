@@ -59,7 +59,7 @@ def corpus(tmp_path_factory):
 
     good = [_s3(i, "red.png") for i in range(14)] + [_s3(14, "blue.jpg"), _s3(15, jpeg64),
             _s3(16, "data:image/png;base64," + base64.b64encode(_png("green")).decode()),
-            _s3(17, "tone.wav", "audio"), _s3(18, None)]  # fmt: skip
+            _s3(17, "tone.wav", "audio"), _s3(18, None, text="One\u2028line\x85still?")]  # fmt: skip
     bad = {  # line -> (stage, reason) ; the line is written after the good ones
         "{not json": ("read", "is not valid JSON"),
         b'{"id": "e9", "text": "caf\xe9"}': ("read", "is not valid UTF-8"),
@@ -103,7 +103,10 @@ def corpus(tmp_path_factory):
         ): ("convert", "must be a string for text"),
         json.dumps(_s3(67, "tone.wav", "image")): ("decode", "cannot be decoded"),
     }
-    lines = [json.dumps(r).encode() for r in good] + [k if isinstance(k, bytes) else k.encode() for k in bad]
+    # ensure_ascii=False: U+2028 and NEL stay raw in the line, as JSON allows
+    lines = [json.dumps(r, ensure_ascii=False).encode() for r in good] + [
+        k if isinstance(k, bytes) else k.encode() for k in bad
+    ]
     (root / "chat.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     expected = {("chat", len(good) + n): reason for n, reason in enumerate(bad.values())}
     used = {("chat", i) for i in range(len(good))}

@@ -139,8 +139,9 @@ def _file_records(
     path: Path, kind: str, streaming: bool, field: str | None, shuffle_buffer: int | None, seed: int
 ) -> Iterator[RawRecord]:
     if kind == "jsonl":
-        rows = _load(path, "text", streaming, shuffle_buffer, seed, encoding_errors=_INVALID_UTF8)
-        yield from (_parse_line(str(path), i, row["text"]) for i, row in rows if row["text"].strip())
+        rows = _load(path, "jsonl-lines", streaming, shuffle_buffer, seed)
+        # blank: JSON's own white space only (a line of U+3000 is a bad record, not a blank line)
+        yield from (_parse_line(str(path), i, row["text"]) for i, row in rows if row["text"].strip(" \t\r\n"))
         return
     options = {"field": field, "on_mixed_types": None} if kind == "json" else {}
     yielded = False
@@ -159,14 +160,19 @@ def _file_records(
 def _load(
     path: Path, builder: str, streaming: bool, shuffle_buffer: int | None, seed: int, **options: Any
 ) -> Any:
-    """``(position, row)`` pairs of one file through ``datasets.load_dataset``."""
-    from datasets import load_dataset
+    """``(position, row)`` pairs of one file through ``datasets.load_dataset`` (JSON Lines: a ``datasets``
+    dataset over its lines, see ``_jsonl_lines``)."""
+    from datasets import Dataset, IterableDataset, load_dataset
 
     options = {k: v for k, v in options.items() if v is not None or k == "on_mixed_types"}
     if builder != "json":
         options.pop("on_mixed_types", None)
     try:
-        ds = load_dataset(builder, data_files=str(path), split="train", streaming=streaming, **options)
+        if builder == "jsonl-lines":
+            maker = IterableDataset.from_generator if streaming else Dataset.from_generator
+            ds = maker(_jsonl_lines, gen_kwargs={"path": str(path)})
+        else:
+            ds = load_dataset(builder, data_files=str(path), split="train", streaming=streaming, **options)
     except Exception as error:
         raise DataError(f"data file {str(path)!r}: cannot be opened as {builder} ({error})") from error
     if not shuffle_buffer:
@@ -174,6 +180,16 @@ def _load(
     ds = ds.map(lambda _, i: {"__position__": i}, with_indices=True)
     ds = ds.shuffle(seed=seed, buffer_size=shuffle_buffer) if streaming else ds.shuffle(seed=seed)
     return ((row.pop("__position__"), row) for row in _rows(ds))
+
+
+def _jsonl_lines(path: str) -> Iterator[dict]:
+    """The lines of a JSON Lines file as ``{"text": line}``, split at ``\\n`` only. (The ``text`` builder
+    splits with ``str.splitlines``, which also breaks at U+2028, U+2029 and NEL: characters a JSON string
+    may hold as they are, so one record became two halves that are not JSON.) Bytes that are not UTF-8
+    become NUL characters, which no JSON text allows unescaped: that line is reported, not the file."""
+    with open(path, "rb") as f:
+        for line in f:
+            yield {"text": line.rstrip(b"\r\n").decode("utf-8", errors=_INVALID_UTF8)}
 
 
 def _rows(ds: Any, batch_size: int = 64) -> Iterator[dict]:
