@@ -3,8 +3,8 @@
 Files are read through the ``datasets`` library in streaming mode, so a dataset larger than memory is
 never loaded whole: JSON Lines (``.jsonl``/``.ndjson``) line by line, Parquet row group by row group, and
 JSON documents (``.json``: an array of records, or an object whose ``field`` holds one) parsed whole, as a
-JSON document must be. JSON Lines go through the ``text`` builder and are parsed one line at a time, so one
-malformed line is reported with its line number instead of failing the whole file.
+JSON document must be. JSON Lines are parsed one line at a time, so one malformed line is reported with
+its line number instead of failing the whole file.
 
 Readers map one record of a known format to a ``Sample``; they check the schema only (media files are
 decoded later, in the pipeline) and raise ``DataError`` naming the dataset, the record and the field.
