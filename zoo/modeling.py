@@ -448,8 +448,10 @@ def _placeholder_runs(mask: torch.Tensor) -> list[tuple[int, int]]:
 
 
 def register_with_auto_classes() -> None:
-    """Make ``AutoConfig``/``AutoModel``/``AutoModelForCausalLM`` resolve ``model_type = "zoo"``."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+    """Make ``AutoConfig``/``AutoModel``/``AutoModelForCausalLM``/``AutoProcessor`` resolve ``model_type = "zoo"``."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor
+
+    from zoo.processor import ZooProcessor
 
     try:
         AutoConfig.register(MODEL_TYPE, ZooConfig)
@@ -457,6 +459,7 @@ def register_with_auto_classes() -> None:
         return
     AutoModel.register(ZooConfig, ZooModel)
     AutoModelForCausalLM.register(ZooConfig, ZooModel)
+    AutoProcessor.register(ZooConfig, ZooProcessor)
 
 
 register_with_auto_classes()
