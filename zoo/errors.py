@@ -56,3 +56,7 @@ class SampleTooLongError(DataError):
 
 class FailureRateError(DataError):
     """Too many samples of a run could not be used; the run stops instead of training on what is left."""
+
+
+class HubError(ZooError, OSError):
+    """A Hub repo that cannot be pushed or loaded: not a zoo checkpoint, missing plugin, bad file, no network."""
