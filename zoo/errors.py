@@ -58,5 +58,9 @@ class FailureRateError(DataError):
     """Too many samples of a run could not be used; the run stops instead of training on what is left."""
 
 
+class CheckpointError(ZooError, OSError):
+    """A saved model folder that cannot be loaded: incomplete, corrupted, or tensors that do not fit."""
+
+
 class HubError(ZooError, OSError):
     """A Hub repo that cannot be pushed or loaded: not a zoo checkpoint, missing plugin, bad file, no network."""
