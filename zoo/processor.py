@@ -614,3 +614,16 @@ def _pad(
     if side == "left":
         return [pad_id] * extra + ids, [0] * extra + mask, [IGNORE_INDEX] * extra + labels
     return ids + [pad_id] * extra, mask + [0] * extra, labels + [IGNORE_INDEX] * extra
+
+
+def register_with_auto_processor() -> None:
+    """Make ``AutoProcessor`` resolve ``model_type = "zoo"`` once ``zoo.modeling`` has registered its config
+    (importing ``zoo`` then transformers imports both modules, in either order)."""
+    from transformers import AutoProcessor
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if "zoo" in CONFIG_MAPPING:
+        AutoProcessor.register(CONFIG_MAPPING["zoo"], ZooProcessor, exist_ok=True)
+
+
+register_with_auto_processor()

@@ -307,6 +307,18 @@ def resolve_revision(source: str | WeightSource) -> str | None:
     return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
 
 
+def pin_revision(source: str | WeightSource, revision: str | None = None) -> str | None:
+    """``source`` pinned to the commit its Hub repo resolves to now (``org/name@<sha>``, also inside
+    ``gguf:`` / ``ct2:``), or None for a source without a Hub repo. Fetches (or reads from the cache) what
+    ``materialize`` reads, so a component then built from the pinned string loads exactly that commit."""
+    parsed = _coerce(source, revision)
+    hub = parsed.hub
+    if hub is None:
+        return None
+    commit = resolve_revision(parsed)
+    return None if commit is None else str(_replace_hub(parsed, replace(hub, revision=commit)))
+
+
 def source_path(source: str | WeightSource, revision: str | None = None) -> Path:
     """The file or folder a source names on disk, before any conversion: a package or local path, a Hub
     snapshot (or file), or for ``gguf:`` / ``ct2:`` the GGUF file / CTranslate2 folder they convert."""

@@ -13,13 +13,12 @@ weight sources, plugin checks, licenses), ``card`` (the model card), ``merged`` 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from zoo.hub.pull import fetch
+from zoo.hub.pull import fetch, is_repo_id
 from zoo.hub.push import push
 
-__all__ = ["fetch", "load", "push"]
+__all__ = ["fetch", "is_repo_id", "load", "push"]
 
 
 def load(repo_id: str, revision: str | None = None, **kwargs: Any) -> Any:
@@ -28,18 +27,3 @@ def load(repo_id: str, revision: str | None = None, **kwargs: Any) -> Any:
     from zoo.modeling import ZooModel
 
     return ZooModel.from_pretrained(repo_id, revision=revision, **kwargs)
-
-
-def is_repo_id(text: str | Path) -> bool:
-    """Whether ``text`` names a Hub repo (``org/name``) rather than an existing local path."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    text = str(text)
-    if Path(text).expanduser().exists() or text.startswith(("/", "./", "../", "~")) or text.count("/") != 1:
-        return False
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return False
-    return True

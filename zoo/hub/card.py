@@ -21,6 +21,11 @@ TRAIN_REPORT = "train_report.json"
 RESULTS = "results.json"
 SKIPPED = "skipped_samples.jsonl"
 _STAGE_FIELDS = ("name", "train", "lora", "lr")
+# train_report.json stage fields shown in the card's stage table, in this order (others are left out).
+REPORT_FIELDS = (
+    "status", "steps", "samples_used", "samples_skipped", "first_loss", "last_loss", "wall_time_s",
+    "samples_per_s", "trainable_parameters", "precision", "global_batch",
+)  # fmt: skip
 
 
 def pipeline_tag(modalities: list[str]) -> str:
@@ -52,12 +57,12 @@ def build_card(folder: Path, repo_id: str, revision: str | None = None, license:
         library_name="zoo",
         base_model=sorted({b for c in components(config) if (b := base_model_id(c.spec))}) or None,
         tags=_tags(config, modalities),
-        datasets=_datasets(report, results) or None,
+        datasets=_datasets(report) or None,
         license=license_id,
         license_name=license_name,
         pipeline_tag=pipeline_tag(modalities),
         model_name=repo_id.split("/")[-1],
-        eval_results=[_eval_result(row) for row in evaluations] or None,
+        eval_results=[_eval_result(row) for row in evaluations if row["indexed"]] or None,
     )
     stage_rows, report_keys = _stage_rows(config, report)
     return ModelCard.from_template(
@@ -108,39 +113,69 @@ def _tags(config: dict, modalities: list[str]) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-def _datasets(report: dict, results: dict) -> list[str]:
+def report_stages(report: dict) -> list[dict]:
+    """The per-stage summaries of ``train_report.json`` (a mapping by stage name, or a list), each with its name."""
+    stages = report.get("stages") or {}
+    if isinstance(stages, dict):
+        return [{"name": name, **entry} for name, entry in stages.items() if isinstance(entry, dict)]
+    return [entry for entry in stages if isinstance(entry, dict)]
+
+
+def _stage_data(report: dict) -> dict[str, str]:
+    """What each stage trained on, as the run recorded it (a path, a Hub id or "mixture of a, b")."""
+    data = (report.get("run") or {}).get("data")
+    if isinstance(data, dict):
+        return {str(stage): str(value) for stage, value in data.items()}
+    return {"": str(data)} if data else {}
+
+
+def _datasets(report: dict) -> list[str]:
+    """Dataset names for the card metadata: mixture members, Hub ids, file stems (never local paths)."""
     names: list[str] = []
-    for source in (report, results):
-        found = source.get("datasets")
-        if isinstance(found, dict):
-            names += list(found)
-        elif isinstance(found, list):
-            names += [d if isinstance(d, str) else str(d.get("name")) for d in found if d]
-    for stage in report.get("stages") or []:
-        found = stage.get("datasets") if isinstance(stage, dict) else None
-        names += list(found) if isinstance(found, (dict, list)) else []
-    return list(dict.fromkeys(str(n) for n in names if n))
+    for value in _stage_data(report).values():
+        if value.startswith("mixture of "):
+            names += [n.strip() for n in value[len("mixture of ") :].split(",")]
+        elif value.count("/") == 1 and not Path(value).exists():
+            names.append(value)
+        else:
+            names.append(Path(value).stem)
+    return list(dict.fromkeys(n for n in names if n))
+
+
+GROUPS = {"by_dataset": "dataset", "by_task": "task", "by_dialog_type": "dialog type"}
 
 
 def _evaluations(results: dict, report: dict) -> list[dict]:
-    """(dataset, metric, value) rows from ``results.json`` scores, else the scores in ``train_report.json``."""
-    rows: list[dict] = []
-    _flatten_scores(results.get("scores") or {}, "all", rows)
-    if not rows:
-        for stage in report.get("stages") or []:
-            if isinstance(stage, dict):
-                _flatten_scores(stage.get("scores") or {}, "all", rows)
+    """Score rows (dataset or group, metric, value, whether it goes to ``model-index``) from ``results.json``
+    (``zoo.evaluate``: overall scores and ``by_dataset`` / ``by_task`` / ``by_dialog_type``), else from the
+    evaluation scores in ``train_report.json``."""
+    scores = results.get("scores")
+    if not isinstance(scores, dict):
+        scores = {}
+        for stage in report_stages(report):
+            found = stage.get("eval") or stage.get("scores")
+            scores = (found.get("scores", found) if isinstance(found, dict) else None) or scores
+    datasets = scores.get("by_dataset") if isinstance(scores.get("by_dataset"), dict) else {}
+    overall = next(iter(datasets)) if len(datasets) == 1 else "all evaluation data"
+    rows = [_row(overall, metric, value, True) for metric, value in scores.items() if _number(value)]
+    for group, label in GROUPS.items():
+        for key, values in (scores.get(group) or {}).items():
+            if isinstance(values, dict):
+                name = str(key) if group == "by_dataset" else f"{label}: {key}"
+                rows += [
+                    _row(name, m, v, group == "by_dataset")
+                    for m, v in values.items()
+                    if m != "n" and _number(v)
+                ]
     return rows
 
 
-def _flatten_scores(scores: dict, dataset: str, rows: list[dict]) -> None:
-    for key, value in scores.items():
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            rows.append({"dataset": dataset, "metric": str(key), "value": value})
-        elif isinstance(value, dict):
-            _flatten_scores(value, str(key) if dataset == "all" else f"{dataset}/{key}", rows)
+def _row(dataset: str, metric: str, value: Any, indexed: bool) -> dict:
+    return {"dataset": dataset, "metric": str(metric), "value": value, "indexed": indexed}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _eval_result(row: dict) -> Any:
@@ -173,7 +208,9 @@ def _summary(recipe: str, modalities: list[str], config: dict) -> str:
 
 def _component_row(component: Any, licenses: dict[str, str | None]) -> dict:
     spec = component.spec
-    plugin = f"{spec.get('distribution', '?')} {spec.get('version', '')}".strip()
+    plugin = f"{spec.get('distribution')} {spec.get('version') or ''}".strip()
+    if not spec.get("distribution"):
+        plugin = f"(inside {component.where.rsplit('.', 1)[0]})"
     return {
         "part": component.where,
         "name": spec.get("name", "?"),
@@ -194,9 +231,10 @@ def _weights_text(spec: dict) -> str:
         return f"local folder `{pin.get('requested')}` (not available elsewhere)"
     if spec.get("source"):
         return f"`{spec['source']}`"
-    if spec.get("standalone"):
-        return "in this checkpoint"
-    return "trained here / random init (in this checkpoint)"
+    exported = spec.get("exported_from") or {}
+    if exported:
+        return f"in this checkpoint (exported from `{exported.get('source')}`)"
+    return "in this checkpoint (trained here, or random init)"
 
 
 def _license_text(component: Any, licenses: dict[str, str | None]) -> str:
@@ -223,12 +261,10 @@ def _license_note(license_id: str, licenses: dict[str, str | None], given: str |
 
 
 def _stage_rows(config: dict, report: dict) -> tuple[list[dict], list[str]]:
-    summaries = {s.get("name"): s for s in report.get("stages") or [] if isinstance(s, dict)}
-    keys: list[str] = []
-    for summary in summaries.values():
-        keys += [k for k, v in summary.items() if k not in _STAGE_FIELDS and _scalar(v) and k not in keys]
+    summaries = {s.get("name"): s for s in report_stages(report)}
+    keys = [k for k in REPORT_FIELDS if any(_scalar(summary.get(k)) for summary in summaries.values())]
     rows = []
-    for stage in config.get("applied_stages") or []:
+    for stage in config.get("applied_stages") or config.get("training_stages") or []:
         summary = summaries.get(stage.get("name"), {})
         rows.append(
             {
@@ -263,11 +299,12 @@ def _rates(lr: Any) -> str:
 
 def _data_text(report: dict, folder: Path) -> str:
     lines = []
-    datasets = _datasets(report, {})
-    if datasets:
-        lines.append(f"Trained on: {', '.join(f'`{d}`' for d in datasets)}.")
-    used = _report_total(report, ("samples_used", "used"))
-    skipped = _report_total(report, ("samples_skipped", "skipped"))
+    for stage, data in _stage_data(report).items():
+        shown = data if data.startswith("mixture of ") or data.count("/") == 1 else Path(data).name
+        lines.append(f"Stage `{stage}` trained on `{shown}`." if stage else f"Trained on `{shown}`.")
+    stages = report_stages(report)
+    used = _total(stages, "samples_used")
+    skipped = _total(stages, "samples_skipped")
     if skipped is None and (folder / SKIPPED).is_file():
         skipped = sum(
             1 for line in (folder / SKIPPED).read_text(encoding="utf-8").splitlines() if line.strip()
@@ -277,22 +314,13 @@ def _data_text(report: dict, folder: Path) -> str:
     if skipped is not None:
         lines.append(
             f"Samples skipped (unreadable, too long or malformed): {skipped}; the run lists each with its reason "
-            f"in `{SKIPPED}` (not pushed)."
+            f"in `{SKIPPED}` (not pushed: it may quote the data)."
         )
     return " ".join(lines) or "No training report was found next to this checkpoint."
 
 
-def _report_total(report: dict, keys: tuple[str, ...]) -> int | None:
-    for key in keys:
-        if isinstance(report.get(key), int):
-            return report[key]
-    values = [
-        s[k]
-        for s in report.get("stages") or []
-        if isinstance(s, dict)
-        for k in keys
-        if isinstance(s.get(k), int)
-    ]
+def _total(stages: list[dict], key: str) -> int | None:
+    values = [s[key] for s in stages if isinstance(s.get(key), int) and not isinstance(s.get(key), bool)]
     return sum(values) if values else None
 
 

@@ -205,7 +205,7 @@ def _check_plugin(component: Component, where: str) -> None:
     if not installed_ok:
         raise HubError(
             f"{label} was made with `{distribution}` {version}; the installed {entry.distribution} "
-            f"{entry.version} is outside the compatible range {allowed}: "
+            f"{entry.version} is outside the compatible range {compatible_range(version)}: "
             f"pip install '{distribution}{compatible_range(version)}'"
         )
 

@@ -28,8 +28,8 @@ from zoo.hub.provenance import check_components
 log = logging.getLogger("zoo.hub")
 CONFIG = "config.json"
 MANIFEST = "zoo_checkpoint.json"
-# Files a zoo checkpoint may hold besides those its manifest lists (processor, card, run summaries).
-EXTRA_FILES = ["processor_config.json", "chat_template.jinja", "train_report.json", "results.json"]
+# Files of the processor, fetched even when a manifest does not list them.
+EXTRA_FILES = ["processor_config.json", "chat_template.jinja"]
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
@@ -49,13 +49,28 @@ def fetch(
     _check_is_zoo_checkpoint(listing, head, where)
     config = json.loads((head / CONFIG).read_text(encoding="utf-8"))
     check_components(config, f"{where} {CONFIG}")
-    wanted = sorted(set(_manifest_files(head / MANIFEST, where)) | {CONFIG, MANIFEST} | set(EXTRA_FILES))
+    wanted = sorted(set(_manifest_files(head, where)) | {CONFIG, MANIFEST} | set(EXTRA_FILES))
     wanted = [name for name in wanted if listing is None or name in listing]
     folder = _snapshot(repo_id, commit, wanted, token, force_download, where)
     if listing is not None:
         for name in wanted:
             verify_file(folder / name, listing[name], where)
     return folder
+
+
+def is_repo_id(text: str | Path) -> bool:
+    """Whether ``text`` names a Hub repo (``org/name``) rather than a local path."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    text = str(text)
+    if Path(text).expanduser().exists() or text.startswith(("/", "./", "../", "~")) or text.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _snapshot(
@@ -136,49 +151,53 @@ def _check_is_zoo_checkpoint(listing: dict | None, folder: Path, where: str) -> 
         raise HubError(f"{where}: not a complete zoo checkpoint: the repo has {CONFIG} but no {MANIFEST}")
 
 
-def _manifest_files(path: Path, where: str) -> list[str]:
-    from zoo.checkpoint import manifest_files
+def _manifest_files(folder: Path, where: str) -> list[str]:
+    from zoo.checkpoint import read_manifest
+    from zoo.errors import CheckpointError
 
     try:
-        return manifest_files(path)
-    except (ValueError, KeyError, TypeError) as error:
-        raise HubError(f"{where}: {MANIFEST} cannot be read ({error})") from None
+        return list(read_manifest(folder, verify=False)["files"])
+    except CheckpointError as error:
+        raise HubError(f"{where}: {error}") from None
 
 
 def verify_file(path: Path, entry: Any, where: str) -> None:
-    """Refuse a downloaded file whose size or hash differs from the repo's listing entry (``RepoFile``)."""
+    """Refuse a downloaded file whose size or content differs from the repo's listing entry (``RepoFile``).
+
+    The listing gives a git object id for every file: the blob's own for a regular file, the LFS pointer's
+    (which embeds the content's sha256 and size) for a large one; when it also gives the LFS sha256, that
+    is compared directly. Either way the whole content is checked in one read.
+    """
     size = path.stat().st_size
-    name = entry.path
     advice = f"it was not loaded; the cached copy is {path.resolve()} (load again with force_download=True)"
     if entry.size is not None and size != entry.size:
         raise HubError(
-            f"{where}: {name} has {size} bytes but the repo reports {entry.size} (truncated or corrupted); {advice}"
+            f"{where}: {entry.path} has {size} bytes but the repo reports {entry.size} (truncated or corrupted); "
+            f"{advice}"
         )
-    expected, actual, algorithm = _expected_and_actual(path, entry)
-    if expected is not None and actual != expected:
+    sha256, git_oid = _digests(path, size)
+    lfs_sha256 = getattr(getattr(entry, "lfs", None), "sha256", None)
+    if lfs_sha256:
+        matches, reported = sha256 == lfs_sha256.lower(), f"sha256 {lfs_sha256[:12]}…"
+    else:
+        pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+        pointer_oid = hashlib.sha1(b"blob %d\0" % len(pointer) + pointer).hexdigest()
+        matches, reported = entry.blob_id in (git_oid, pointer_oid), f"git object {str(entry.blob_id)[:12]}…"
+    if not matches:
         raise HubError(
-            f"{where}: {name} has {algorithm} {actual[:12]}… but the repo reports {expected[:12]}… (corrupted); {advice}"
+            f"{where}: {entry.path} (sha256 {sha256[:12]}…) does not match what the repo reports for it "
+            f"({reported}): corrupted; {advice}"
         )
 
 
-def _expected_and_actual(path: Path, entry: Any) -> tuple[str | None, str, str]:
-    lfs = getattr(entry, "lfs", None)
-    if lfs is not None and getattr(lfs, "sha256", None):
-        return lfs.sha256.lower(), _digest(path, hashlib.sha256()), "sha256"
-    if entry.blob_id:
-        return (
-            entry.blob_id.lower(),
-            _digest(path, hashlib.sha1(b"blob %d\0" % path.stat().st_size)),
-            "git sha1",
-        )
-    return None, "", ""
-
-
-def _digest(path: Path, digest: Any) -> str:
+def _digests(path: Path, size: int) -> tuple[str, str]:
+    """sha256 and git blob id of a file, in one read."""
+    sha256, git = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % size)
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+            sha256.update(chunk)
+            git.update(chunk)
+    return sha256.hexdigest(), git.hexdigest()
 
 
 def _first_line(error: BaseException) -> str:

@@ -64,30 +64,30 @@ def push(
 
 def stage_checkpoint(folder_or_model: str | Path | Any, staging: Path, merged: bool = False) -> str:
     """Write into ``staging`` exactly what gets pushed (see the module docstring); returns a label of the input."""
+    if not isinstance(folder_or_model, (str, Path)):
+        model = folder_or_model
+        with tempfile.TemporaryDirectory(prefix="zoo-save-") as saved:
+            model.save_pretrained(saved)
+            stage_checkpoint(saved, staging, merged=merged)
+        return f"a {getattr(model.config, 'recipe', None) or 'zoo'} model"
     from zoo.checkpoint import read_manifest
 
-    if isinstance(folder_or_model, (str, Path)):
-        folder = Path(folder_or_model)
-        try:
-            manifest = read_manifest(folder)
-        except CheckpointError as error:
-            raise HubError(f"cannot push {folder}: {error}") from None
-        if merged:
-            from zoo.hub.merged import export_merged
+    folder = Path(folder_or_model)
+    try:
+        manifest = read_manifest(folder)
+    except CheckpointError as error:
+        raise HubError(f"cannot push {folder}: {error}") from None
+    if merged:
+        from zoo.hub.merged import export_merged
 
-            export_merged(folder, staging)
-        else:
-            _copy_files(folder, staging, list(manifest["files"]))
-            _stage_processor(folder, staging)
-        _copy_summaries(folder, staging)
-        label = folder.resolve().name
-        _pin_staged_config(staging)
-        return label
-    model = folder_or_model
-    with tempfile.TemporaryDirectory(prefix="zoo-save-") as saved:
-        model.save_pretrained(saved)
-        stage_checkpoint(saved, staging, merged=merged)
-    return f"a {getattr(model.config, 'recipe', None) or 'zoo'} model"
+        export_merged(folder, staging)
+    else:
+        _copy_files(folder, staging, list(manifest["files"]))
+    if not (staging / PROCESSOR_CONFIG).is_file():
+        log.warning("%s has no %s: AutoProcessor will not load the pushed repo", folder, PROCESSOR_CONFIG)
+    _pin_staged_config(staging, "full" if merged else manifest["weights"])
+    _copy_summaries(folder, staging)
+    return folder.resolve().name
 
 
 def _copy_files(folder: Path, staging: Path, names: list[str]) -> None:
@@ -97,33 +97,22 @@ def _copy_files(folder: Path, staging: Path, names: list[str]) -> None:
         shutil.copy2(folder / name, target)
 
 
-def _stage_processor(folder: Path, staging: Path) -> None:
-    """The folder's processor files, or a processor made from the loaded model's config when it has none."""
-    if (folder / PROCESSOR_CONFIG).is_file():
-        _copy_files(folder, staging, [PROCESSOR_CONFIG])
-        return
-    from zoo.hub.merged import processor_for_folder
-
-    processor_for_folder(staging).save_pretrained(staging)
-
-
 def _copy_summaries(folder: Path, staging: Path) -> None:
     names = [name for name in SUMMARIES if (folder / name).is_file()]
     names += [p.name for pattern in SUMMARY_PATTERNS for p in sorted(folder.glob(pattern))]
     _copy_files(folder, staging, names)
 
 
-def _pin_staged_config(staging: Path) -> None:
+def _pin_staged_config(staging: Path, weights: str) -> None:
     """Pin every weight source in the staged config and rewrite the manifest for the staged files."""
-    from zoo.checkpoint import MANIFEST, write_manifest
+    from zoo.checkpoint import write_manifest
 
     path = staging / CONFIG
     config = json.loads(path.read_text(encoding="utf-8"))
     pinned = pin_config(config)
     if pinned != config:
         path.write_text(json.dumps(pinned, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    kind = json.loads((staging / MANIFEST).read_text(encoding="utf-8"))["weights"]
-    write_manifest(staging, kind)
+    write_manifest(staging, weights)
 
 
 def upload_folder_as_commit(
