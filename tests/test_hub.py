@@ -313,6 +313,36 @@ def test_offline_loads_from_the_cache_and_says_what_is_missing(
         zoo.load(REPO)
 
 
+def test_a_run_folder_copied_into_the_cache_loads_by_repo_id_offline(
+    trained, batch, fresh_cache, monkeypatch
+) -> None:
+    """The folder `zoo train` writes is laid out as a repo: put in the HF cache by hand, it loads by repo id."""
+    from huggingface_hub import constants
+
+    model, folder, _ = trained
+    zoo.load(REPO)  # caches the backbone's pinned source, which the copy rebuilds from
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = fresh_cache / "models--me--copied"
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert torch.equal(logits(zoo.load("me/copied"), batch), logits(model, batch))
+
+
+def test_code_in_a_repo_is_never_fetched_or_run(hub, trained, batch, fresh_cache) -> None:
+    def add_code(files: dict[str, bytes]) -> None:
+        files["modeling_zoo.py"] = b"raise SystemExit('remote code ran')\n"
+        config = json.loads(files["config.json"])
+        config["auto_map"] = {"AutoModelForCausalLM": "modeling_zoo.ZooModel"}
+        files["config.json"] = json.dumps(config).encode()
+        fix_manifest(files)
+
+    clone_repo(hub, "me/with-code", add_code)
+    assert torch.equal(logits(zoo.load("me/with-code"), batch), logits(trained[0], batch))
+    assert "modeling_zoo.py" not in cached_files(fresh_cache, "me/with-code")
+
+
 def test_a_branch_is_pushed_and_pulled_by_revision(hub, trained, batch, fresh_cache, tmp_path) -> None:
     model, _, main_commit = trained
     other = build_model(seed=3)
@@ -541,6 +571,10 @@ def test_the_token_is_read_the_huggingface_way_and_written_nowhere(
         *(p.read_bytes() for p in folder.rglob("*") if p.is_file()),
     ):
         assert TOKEN.encode() not in text and base64.b64encode(TOKEN.encode()) not in text
+    with pytest.raises(
+        HubError, match=r"me/secret-check@main: no such repo on .* or it is private and no token"
+    ):
+        zoo.load("me/secret-check", token=False)  # without the token, the private repo is not there
 
 
 def test_zoo_chat_answers_from_a_repo(trained, fresh_cache, capsys) -> None:
