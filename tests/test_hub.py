@@ -27,7 +27,7 @@ from test_model import multimodal_conversation
 
 import zoo
 from zoo.cli import main as zoo_cli
-from zoo.errors import HubError
+from zoo.errors import HubError, IncompatibleComponentsError
 from zoo.hub import push
 from zoo.hub.card import pipeline_tag
 from zoo.hub.provenance import check_components, combined_license, compatible_range, package_license
@@ -594,3 +594,40 @@ def test_versions_licenses_and_tasks() -> None:
     assert (
         pipeline_tag(["image"]) == "image-text-to-text" and pipeline_tag(["audio", "image"]) == "any-to-any"
     )
+
+
+# --- the processor ---------------------------------------------------------------------------------------
+
+
+def test_processor_saves_loads_and_pushes_like_a_transformers_processor(
+    hub, trained, tmp_path, fresh_cache
+) -> None:
+    from transformers import AutoProcessor
+
+    model, folder, _ = trained
+    processor = zoo.ZooProcessor.from_model(model)
+    expected = processor(multimodal_conversation())
+    processor.save_pretrained(tmp_path / "processor")
+    for loaded in (
+        zoo.ZooProcessor.from_pretrained(tmp_path / "processor"),
+        AutoProcessor.from_pretrained(folder),
+    ):
+        got = loaded(multimodal_conversation())  # preprocessing rebuilt from the encoder specs, no weights
+        for key in ("input_ids", "attention_mask", "labels"):
+            assert torch.equal(got[key], expected[key]), key
+        for modality, tensor in expected["media"].items():
+            assert torch.equal(got["media"][modality], tensor), modality
+    processor.push_to_hub("me/processor-only")
+    assert type(AutoProcessor.from_pretrained("me/processor-only")).__name__ == "ZooProcessor"
+
+
+def test_a_processor_whose_tokenizer_disagrees_is_refused(trained, tmp_path) -> None:
+    processor = zoo.ZooProcessor.from_model(trained[0])
+    processor.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "processor_config.json").read_text())
+    config["media"]["image"]["placeholder_id"] += 1
+    (tmp_path / "processor_config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        IncompatibleComponentsError, match=r"media\['image'\]: the tokenizer gives placeholder token"
+    ):
+        zoo.ZooProcessor.from_pretrained(tmp_path)

@@ -378,6 +378,8 @@ def _scalar(value: Any) -> bool:
 def _format(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
     return str(value)
 
 

@@ -93,8 +93,8 @@ def _hub_pin(component: Component, parsed: Any) -> dict:
     """``source`` rewritten as ``…@<commit>`` and the pin record (the snapshot must be reachable or cached)."""
     from zoo.weights import resolve_revision
 
-    try:
-        commit = resolve_revision(parsed)
+    try:  # a source the model was built from is already pinned (ZooModel pins Hub sources): no download
+        commit = parsed.hub.revision if _is_commit(parsed.hub.revision) else resolve_revision(parsed)
     except WeightSourceError as error:
         raise HubError(f"{component.where}: cannot pin weight source {str(parsed)!r}: {error}") from None
     if commit is None:
@@ -103,6 +103,10 @@ def _hub_pin(component: Component, parsed: Any) -> dict:
     source = hub if parsed.kind == "hub" else replace(parsed, inner=hub, revision=commit)
     pin = {"kind": "hub", "repo": hub.location, "commit": commit}
     return {"source": str(source), "revision": None, PIN: pin}
+
+
+def _is_commit(revision: str | None) -> bool:
+    return bool(revision) and len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
 
 
 def _package_location(parsed: Any) -> str | None:
