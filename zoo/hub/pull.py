@@ -101,12 +101,12 @@ def _snapshot(
         )
         raise HubError(
             f"{where}: not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and {why}: "
-            f"{_first_line(error)}"
+            f"{first_line(error)}"
         ) from None
     except hub_errors.HfHubHTTPError as error:
-        raise HubError(f"{where}: the Hub request failed: {_first_line(error)}") from None
+        raise HubError(f"{where}: the Hub request failed: {first_line(error)}") from None
     except OSError as error:  # e.g. "Consistency check failed: file should be of size …" on a broken transfer
-        raise HubError(f"{where}: a download failed and nothing was loaded: {_first_line(error)}") from None
+        raise HubError(f"{where}: a download failed and nothing was loaded: {first_line(error)}") from None
     return Path(path)
 
 
@@ -200,6 +200,7 @@ def _digests(path: Path, size: int) -> tuple[str, str]:
     return sha256.hexdigest(), git.hexdigest()
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first lines of an error's message (huggingface_hub's messages run long)."""
     lines = [line for line in str(error).splitlines() if line.strip()]
     return " ".join(lines[:3]) if lines else type(error).__name__

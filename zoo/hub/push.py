@@ -28,6 +28,7 @@ from typing import Any
 from zoo.errors import CheckpointError, HubError
 from zoo.hub.card import build_card
 from zoo.hub.provenance import pin_config
+from zoo.hub.pull import first_line
 
 log = logging.getLogger("zoo.hub")
 CONFIG = "config.json"
@@ -143,13 +144,8 @@ def upload_folder_as_commit(
         operations += [CommitOperationDelete(path_in_repo=name) for name in stale]
         commit = api.create_commit(repo_id, operations, commit_message=message, revision=branch)
     except HfHubHTTPError as error:
-        raise HubError(f"push to {repo_id}@{branch} failed: {_first_line(error)}") from None
+        raise HubError(f"push to {repo_id}@{branch} failed: {first_line(error)}") from None
     except ValueError as error:  # e.g. invalid card metadata, reported by the Hub's YAML validation
         raise HubError(f"push to {repo_id}@{branch} failed: {error}") from None
     log.info("pushed %d files to %s@%s: commit %s", len(files), repo_id, branch, commit.oid)
     return commit
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return " ".join(lines[:3]) if lines else type(error).__name__
