@@ -156,9 +156,13 @@ def _manifest_files(folder: Path, where: str) -> list[str]:
     from zoo.errors import CheckpointError
 
     try:
-        return list(read_manifest(folder, verify=False)["files"])
+        names = list(read_manifest(folder, verify=False)["files"])
     except CheckpointError as error:
         raise HubError(f"{where}: {error}") from None
+    for name in names:
+        if name.startswith("/") or ".." in name.split("/"):
+            raise HubError(f"{where}: {MANIFEST} lists {name!r}, which is not a file inside the repo")
+    return names
 
 
 def verify_file(path: Path, entry: Any, where: str) -> None:
