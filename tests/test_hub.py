@@ -575,6 +575,10 @@ def test_the_token_is_read_the_huggingface_way_and_written_nowhere(
         HubError, match=r"me/secret-check@main: no such repo on .* or it is private and no token"
     ):
         zoo.load("me/secret-check", token=False)  # without the token, the private repo is not there
+    with pytest.raises(
+        HubError, match=r"push to me/no-token@main failed: .*401.*needs a token with write access"
+    ):
+        push(folder, "me/no-token", token=False)
 
 
 def test_zoo_chat_answers_from_a_repo(trained, fresh_cache, capsys) -> None:

@@ -46,7 +46,7 @@ def push(
     *,
     commit_message: str | None = None,
     license: str | None = None,
-    token: str | None = None,
+    token: str | bool | None = None,
 ) -> Any:
     """Push a checkpoint folder (or a ``ZooModel``) to ``repo_id``; returns huggingface_hub's ``CommitInfo``.
 
@@ -117,7 +117,7 @@ def _pin_staged_config(staging: Path, weights: str) -> None:
 
 
 def upload_folder_as_commit(
-    staging: Path, repo_id: str, revision: str | None, private: bool, message: str, token: str | None
+    staging: Path, repo_id: str, revision: str | None, private: bool, message: str, token: str | bool | None
 ) -> Any:
     """``create_repo`` / ``create_branch`` / one ``create_commit`` adding every staged file; weights files
     the repo holds that the new checkpoint has not are deleted in the same commit (they would mix)."""
@@ -144,7 +144,13 @@ def upload_folder_as_commit(
         operations += [CommitOperationDelete(path_in_repo=name) for name in stale]
         commit = api.create_commit(repo_id, operations, commit_message=message, revision=branch)
     except HfHubHTTPError as error:
-        raise HubError(f"push to {repo_id}@{branch} failed: {first_line(error)}") from None
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        hint = (
+            "; pushing needs a token with write access to the repo (`hf auth login`, or set HF_TOKEN)"
+            if status in (401, 403)
+            else ""
+        )
+        raise HubError(f"push to {repo_id}@{branch} failed: {first_line(error)}{hint}") from None
     except ValueError as error:  # e.g. invalid card metadata, reported by the Hub's YAML validation
         raise HubError(f"push to {repo_id}@{branch} failed: {error}") from None
     log.info("pushed %d files to %s@%s: commit %s", len(files), repo_id, branch, commit.oid)
