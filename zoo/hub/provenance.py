@@ -199,6 +199,7 @@ def _check_plugin(component: Component, where: str) -> None:
             f"{label} is provided by `{distribution}`{f' {version}' if version else ''}, which is not installed "
             f"here: pip install '{requirement}'"
         ) from None
+    _check_loads(entry, label)
     if not version or distribution == RUNTIME:
         return
     allowed = SpecifierSet(compatible_range(version))
@@ -212,6 +213,17 @@ def _check_plugin(component: Component, where: str) -> None:
             f"{entry.version} is outside the compatible range {compatible_range(version)}: "
             f"pip install '{distribution}{compatible_range(version)}'"
         )
+
+
+def _check_loads(entry: Any, label: str) -> None:
+    """The installed plugin imports and speaks this zoo's component API (its module only, no weights)."""
+    from zoo.errors import PluginLoadError
+    from zoo.registry import get_registry
+
+    try:
+        get_registry().load_entry(entry)
+    except PluginLoadError as error:
+        raise HubError(f"{label}: the installed plugin cannot be used: {error}") from None
 
 
 def _check_package_pin(component: Component, pin: dict, where: str) -> None:
