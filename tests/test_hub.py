@@ -439,10 +439,10 @@ def _edit_config(edit):
     [
         (
             lambda c: c["encoders"]["image"].update(
-                name="siglip-vision", distribution="zoo-siglip", version="0.3.1"
+                name="nonesuch-vision", distribution="zoo-nonesuch", version="0.3.1"
             ),
-            r"config.json: encoders.image `siglip-vision` is provided by `zoo-siglip` 0.3.1, which is not installed here: "
-            r"pip install 'zoo-siglip>=0.3,<0.4'",
+            r"config.json: encoders.image `nonesuch-vision` is provided by `zoo-nonesuch` 0.3.1, which is not installed here: "
+            r"pip install 'zoo-nonesuch>=0.3,<0.4'",
         ),
         (
             lambda c: c["projectors"]["audio"].update(version="7.2.0"),
