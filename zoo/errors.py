@@ -73,3 +73,7 @@ class FailureRateError(DataError):
 
 class CheckpointError(ZooError, OSError):
     """A saved model folder that cannot be loaded: incomplete, corrupted, or tensors that do not fit."""
+
+
+class HubError(ZooError, OSError):
+    """A Hub repo that cannot be pushed or loaded: not a zoo checkpoint, missing plugin, bad file, no network."""
