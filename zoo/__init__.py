@@ -26,6 +26,7 @@ _LAZY = {
     "ZooConfig": "zoo.modeling",
     "ZooModel": "zoo.modeling",
     "ZooProcessor": "zoo.processor",
+    "train": "zoo.training.run",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

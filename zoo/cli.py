@@ -132,6 +132,12 @@ def _model_commands(name: str) -> tuple[Callable, Callable]:
     return getattr(cli_model, f"add_{name}_arguments"), getattr(cli_model, f"run_{name}")
 
 
+def _train_command() -> tuple[Callable, Callable]:
+    from zoo import cli_train
+
+    return cli_train.add_train_arguments, cli_train.run_train
+
+
 COMMANDS: list[Command] = [
     Command("list", "list components and recipes (imports no plugin)", add_list_arguments, run_list),
     Command(
@@ -147,6 +153,7 @@ COMMANDS: list[Command] = [
         run_info,
     ),
     Command("chat", "ask a recipe or checkpoint about an image / audio / video", *_model_commands("chat")),
+    Command("train", "train a recipe on data, stage by stage, into a reloadable model", *_train_command()),
 ]
 
 

@@ -56,3 +56,19 @@ class SampleTooLongError(DataError):
 
 class FailureRateError(DataError):
     """Too many samples of a run could not be used; the run stops instead of training on what is left."""
+
+
+class TrainingError(ZooError):
+    """A training run that cannot start or go on: bad options, an output folder in use, nothing to train on."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The loss became NaN or infinite: names the step, the batch's samples and the last good checkpoint."""
+
+
+class TrainingInterrupted(TrainingError):
+    """SIGINT or SIGTERM stopped a run after it saved a resumable checkpoint; ``signal`` is the number."""
+
+    def __init__(self, message: str, signal: int) -> None:
+        super().__init__(message)
+        self.signal = signal
