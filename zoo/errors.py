@@ -58,6 +58,10 @@ class FailureRateError(DataError):
     """Too many samples of a run could not be used; the run stops instead of training on what is left."""
 
 
+class CheckpointError(ZooError, OSError):
+    """A saved model folder that cannot be loaded: incomplete, corrupted, or tensors that do not fit."""
+
+
 class TrainingError(ZooError):
     """A training run that cannot start or go on: bad options, an output folder in use, nothing to train on."""
 
