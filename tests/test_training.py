@@ -151,7 +151,12 @@ def test_resume_continues_exactly_where_the_checkpoint_was(interrupted, trained,
 # --- stages: what is frozen stays, what is trained moves; the saved delta --------------------------------
 
 TWO_STAGES = [
-    {"name": "align", "train": {"projectors": "full", "backbone": "frozen"}, "lr": 3e-3, "batch": {"size": 4}},
+    {
+        "name": "align",
+        "train": {"projectors": "full", "backbone": "frozen"},
+        "lr": 3e-3,
+        "batch": {"size": 4},
+    },
     {
         "name": "tune",
         "train": {"projectors": "full", "backbone": "lora"},
@@ -169,7 +174,9 @@ def two_stages(data, tmp_path_factory) -> tuple[Path, dict]:
     backbone = zoo.build("tiny").backbone.model
     backbone.save_pretrained(root / "lm")
     overrides = {"backbone": {"source": str(root / "lm")}, "stages": TWO_STAGES}
-    zoo.train("tiny", str(data), root / "out", overrides=overrides, max_steps=3, num_workers=0, progress=False)
+    zoo.train(
+        "tiny", str(data), root / "out", overrides=overrides, max_steps=3, num_workers=0, progress=False
+    )
     return root / "out", overrides
 
 

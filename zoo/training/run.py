@@ -105,8 +105,7 @@ class Run:
         self.data_format = data_format
         self.recipe_arg = str(recipe)
         self._check_options()
-        _init_distributed(options)
-        self.rank, self.world_size = world()
+        self.rank, self.world_size = world()  # from the launcher's environment until torch.distributed starts
         self.report = TrainReport(run=self._run_record(), output_dir=str(self.output))
         self.model: Any = None
         self.processor: Any = None
@@ -155,10 +154,8 @@ class Run:
                 "choose a new or empty folder"
             )
         if holds_run and self.options.overwrite:
-            barrier()
             if self.rank == 0:
                 _remove_run(self.output)
-            barrier()
             return None
         if holds_run and not self.options.resume:
             what = f"a run of recipe {previous.run.get('recipe')!r}" if previous else "a zoo model or run"
@@ -200,6 +197,8 @@ class Run:
         stages = [StageRun(self, index) for index in todo]
         for stage in stages:  # data, batch split and learning rates of every stage, before building
             stage.check()
+        _init_distributed(self.options)
+        barrier()  # every process has checked the output folder before anything is written to it
         self.output.mkdir(parents=True, exist_ok=True)
         self._build_model(todo[0])
         for stage in stages:
@@ -643,12 +642,14 @@ def _feature_cache_class() -> Any:
 
 
 def _remove_run(folder: Path) -> None:
-    """Delete what a zoo run wrote in ``folder`` (never the folder's other files)."""
-    for path in folder.iterdir():
+    """Delete a run's files from ``folder``: its markers last, so that while this runs another process
+    sees either a run or an empty folder."""
+    paths = sorted(folder.iterdir(), key=lambda p: p.name in RUN_MARKERS)
+    for path in paths:
         if path.is_dir():
-            shutil.rmtree(path)
+            shutil.rmtree(path, ignore_errors=True)
         else:
-            path.unlink()
+            path.unlink(missing_ok=True)
 
 
 def _publish_model(staging: Path, folder: Path) -> None:
