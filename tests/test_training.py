@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -168,16 +169,41 @@ TWO_STAGES = [
 
 
 @pytest.fixture(scope="module")
-def two_stages(data, tmp_path_factory) -> tuple[Path, dict]:
-    """The tiny recipe with its backbone read from a weight source, trained in two stages."""
+def two_stages(data, tmp_path_factory) -> tuple[Path, dict, list]:
+    """The tiny recipe with its backbone read from a weight source, trained in two stages, evaluated at the
+    end of each by a stand-in for zoo.evaluation (which its own branch builds) that records its calls."""
     root = tmp_path_factory.mktemp("two-stages")
     backbone = zoo.build("tiny").backbone.model
     backbone.save_pretrained(root / "lm")
     overrides = {"backbone": {"source": str(root / "lm")}, "stages": TWO_STAGES}
-    zoo.train(
-        "tiny", str(data), root / "out", overrides=overrides, max_steps=3, num_workers=0, progress=False
-    )
-    return root / "out", overrides
+    calls = []
+
+    def evaluate(model, data, metrics, output_dir=None, **options):
+        calls.append({"model": model, "data": data, "metrics": metrics, "output_dir": output_dir})
+        return types.SimpleNamespace(scores={"exact_match": 0.25 * len(calls)})
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "zoo.evaluation", types.SimpleNamespace(evaluate=evaluate))
+        zoo.train(
+            "tiny",
+            str(data),
+            root / "out",
+            overrides=overrides,
+            max_steps=3,
+            num_workers=0,
+            progress=False,
+            eval_data=str(data),
+        )
+    return root / "out", overrides, calls
+
+
+def test_eval_data_is_scored_at_the_end_of_each_stage(two_stages, data) -> None:
+    out, _, calls = two_stages
+    assert [c["output_dir"] for c in calls] == [out / "eval" / "align", out / "eval" / "tune"]
+    assert all(c["data"] == str(data) and c["metrics"] == ["exact_match"] for c in calls)
+    assert all(isinstance(c["model"], zoo.ZooModel) for c in calls)
+    report = json.loads((out / "train_report.json").read_text())["stages"]
+    assert report["align"]["eval"] == {"exact_match": 0.25} and report["tune"]["eval"] == {"exact_match": 0.5}
 
 
 def _state(model) -> dict[str, torch.Tensor]:
@@ -185,7 +211,7 @@ def _state(model) -> dict[str, torch.Tensor]:
 
 
 def test_each_stage_trains_what_it_says_and_nothing_else(two_stages) -> None:
-    out, overrides = two_stages
+    out, overrides, _ = two_stages
     set_seed(0)  # the run's seed: the same random initialisation
     start = _state(zoo.build("tiny", **overrides))
     after_align = _state(zoo.load(out / "checkpoints" / "align" / "checkpoint-3"))
@@ -207,7 +233,7 @@ def test_each_stage_trains_what_it_says_and_nothing_else(two_stages) -> None:
 
 
 def test_the_saved_weights_are_exactly_the_delta(two_stages) -> None:
-    out, _ = two_stages
+    out, _, _ = two_stages
     model = zoo.load(out)
     params = dict(model.named_parameters())
     components = sum(p.numel() for n, p in params.items() if n.startswith(("encoders.", "projectors.")))

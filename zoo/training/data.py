@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.data.pipeline import EncodedDataset, ZooLoader
+from zoo.data.pipeline import EncodedDataset, ZooLoader, _identity
 from zoo.data.schema import Sample, Skip
 from zoo.errors import DataError, TrainingError
 
@@ -189,10 +189,6 @@ def probe_sample(samples: list[Sample], processor: Any, label: str) -> Any:
 def _ignore_sigint(worker_id: int) -> None:
     """DataLoader workers leave Ctrl-C to the main process, which saves a checkpoint and stops."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _identity(item: Any) -> Any:
-    return item
 
 
 class TrainBatches(ZooLoader):

@@ -203,7 +203,7 @@ class Run:
         self._build_model(todo[0])
         for stage in stages:
             stage.execute()
-        log.info("training finished\n%s", self.report.summary())
+        log.info("training finished")
         return self.report
 
     def _done(self, index: int) -> bool:
