@@ -149,6 +149,27 @@ def test_resume_continues_exactly_where_the_checkpoint_was(interrupted, trained,
     assert not (interrupted / "checkpoints" / "finetune" / ".partial-checkpoint-6").exists()
 
 
+def test_a_run_stopped_after_its_last_step_finishes_without_training_more(
+    data, tmp_path, monkeypatch
+) -> None:
+    from zoo.training import stage
+
+    out = tmp_path / "out"
+    options = {**RUN, "max_steps": 2}
+    with monkeypatch.context() as patch:  # the process dies while moving the final model into place
+        patch.setattr(stage, "publish_model", lambda *a: (_ for _ in ()).throw(OSError("killed")))
+        with pytest.raises(OSError, match="killed"):
+            zoo.train("tiny", str(data), out, **options)
+    report = zoo.train("tiny", str(data), out, resume=True, **options).stages["finetune"]
+    assert report.status == "done" and report.steps == 2 and len(report.losses) == 2
+    assert (
+        tensors(out / "model.safetensors").keys()
+        == tensors(out / "checkpoints/finetune/checkpoint-2/model.safetensors").keys()
+    )
+    again = zoo.train("tiny", str(data), out, resume=True, **options)  # nothing left to do
+    assert again.stages["finetune"].steps == 2
+
+
 # --- stages: what is frozen stays, what is trained moves; the saved delta --------------------------------
 
 TWO_STAGES = [

@@ -102,5 +102,5 @@ def test_every_stage_of_every_smol_recipe_trains_through_zoo_train(recipe, image
         assert report[name]["status"] == "done" and report[name]["steps"] == 1, report[name]
         assert all(loss == loss for _, loss in report[name]["losses"])  # finite numbers
         assert (out / f"loss_{name}.png").is_file()
-    model = zoo.load(out)
-    assert [s["name"] for s in model.config.applied_stages] == stages
+    config = json.loads((out / "config.json").read_text())  # the saved model carries every stage
+    assert [s["name"] for s in config["applied_stages"]] == stages

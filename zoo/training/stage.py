@@ -155,7 +155,10 @@ class StageRun:
         run.write_report()
         self.started = time.perf_counter()
         try:
-            self.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            if resume_from is not None and self.restored.get("global_step", 0) >= self.steps:
+                self._restore_finished(resume_from)  # every step was done: nothing to train again
+            else:
+                self.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         except BaseException as error:
             self._finish_failed(error)
             raise
@@ -163,6 +166,16 @@ class StageRun:
         if stop.signal is not None:
             self._finish_interrupted(stop.signal)
         self._finish_done()
+
+    def _restore_finished(self, checkpoint: Path) -> None:
+        """The model and state of a checkpoint saved after the stage's last step (the run stopped while it
+        was finishing the stage): Trainer would otherwise train one step more."""
+        from transformers import TrainerState
+        from transformers.trainer import TRAINER_STATE_NAME
+
+        log.info("stage %s: every step was done before the stop; finishing it from %s", self.name, checkpoint)
+        self.trainer._load_from_checkpoint(str(checkpoint))
+        self.trainer.state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE_NAME))
 
     def _trainer(self, plan: BatchPlan, steps: int) -> tuple[Any, Any]:
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
