@@ -61,6 +61,7 @@ class ProgressBar(TrainerCallback):
                 self.postfix["loss"] = f"{logs['loss']:.4f}"
             if "learning_rate" in logs:
                 self.postfix["lr"] = f"{logs['learning_rate']:.3g}"
+            self.bar.set_postfix(self.postfix)  # the step's own loss (logged after its step ended)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.bar is not None:
