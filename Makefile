@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) bench/step_overhead.py
 	$(PY) bench/list_startup.py
 	$(PY) bench/data_loader.py
+	$(PY) bench/resume_position.py
 
 clean:
 	rm -rf $(VENV)
