@@ -125,6 +125,15 @@ def test_a_later_stage_needs_the_earlier_stages_model(capsys, images, tmp_path) 
     assert "--stage align" in err
 
 
+def test_data_per_stage_must_name_the_recipes_stages(capsys, images, tmp_path) -> None:
+    stages = "[{name: align, lr: 1.0e-3}, {name: tune, lr: 1.0e-3}]"
+    argv = ["tiny", "-o", str(tmp_path / "o"), "--set", f"stages={stages}", "--data", f"align={images}"]
+    err = train_error(capsys, *argv, "--data", f"tuen={images}")
+    assert "data given for stages ['tuen'], but recipe 'tiny' has stages ['align', 'tune']" in err
+    err = train_error(capsys, *argv)
+    assert "no data for stage 'tune': give it with --data tune=DATA (data was given for align)" in err
+
+
 def test_options_that_are_not_there_yet_say_so(capsys, images, tmp_path) -> None:
     import importlib.util
 

@@ -97,6 +97,7 @@ class Run:
             raise RecipeError(f"recipe {self.recipe.name!r} has no training stages")
         self.stage_indices = self._stages_to_run()
         self.data = _data_per_stage(data, self.recipe)
+        self.stage_names = [s["name"] for s in self.recipe.stages]
         self.data_format = data_format
         self.recipe_arg = str(recipe)
         self._check_options()
@@ -134,7 +135,7 @@ class Run:
             "recipe": self.recipe.name,
             "recipe_source": self.recipe_arg,
             "overrides": self.overrides,
-            "data": {self.recipe.stages[i]["name"]: describe(self.data[i]) for i in self.stage_indices},
+            "data": {self.recipe.stages[i]["name"]: _data_record(self.data[i]) for i in self.stage_indices},
             "seed": self.options.seed,
         }
 
@@ -275,6 +276,11 @@ def _as_overrides(recipe: str | Path, overrides: Any) -> dict:
     raise TrainingError(
         f"overrides {overrides!r}: give a mapping of build() overrides or a list of 'key=value' strings"
     )
+
+
+def _data_record(data: Any) -> str:
+    """The data as the report records it: a path made absolute, so a resume may spell it differently."""
+    return str(Path(data).expanduser().resolve()) if isinstance(data, (str, Path)) else describe(data)
 
 
 def _data_per_stage(data: Any, recipe: Any) -> list[Any]:

@@ -57,6 +57,11 @@ class StageRun:
                 f"stage {self.name!r} of recipe {run.recipe.name!r} gives no learning rate; add `lr:` to the "
                 f"recipe or pass --set stages.{self.name}.lr=1e-4"
             )
+        if run.data[self.index] is None:
+            raise TrainingError(
+                f"no data for stage {self.name!r}: give it with --data {self.name}=DATA (data was given for "
+                f"{', '.join(n for n, d in zip(run.stage_names, run.data, strict=True) if d is not None)})"
+            )
         self.label = describe(run.data[self.index])
         self.stream = EpochStream(run.stage_data(self.index), run.options.seed)
         self.data_check = scan_data(self.stream, list(run.recipe.encoders), self.label)
