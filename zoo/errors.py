@@ -75,6 +75,10 @@ class CheckpointError(ZooError, OSError):
     """A saved model folder that cannot be loaded: incomplete, corrupted, or tensors that do not fit."""
 
 
+class HubError(ZooError, OSError):
+    """A Hub repo that cannot be pushed or loaded: not a zoo checkpoint, missing plugin, bad file, no network."""
+
+
 class TrainingError(ZooError):
     """A training run that cannot start or go on: bad options, an output folder in use, nothing to train on."""
 
