@@ -27,6 +27,7 @@ _LAZY = {
     "ZooModel": "zoo.modeling",
     "load": "zoo.modeling",
     "ZooProcessor": "zoo.processor",
+    "train": "zoo.training.run",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
