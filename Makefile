@@ -42,7 +42,7 @@ format: $(STAMP)
 
 # The documentation site into site/ (`.venv/bin/mkdocs serve` to read it while editing).
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
 	$(PY) bench/step_overhead.py
