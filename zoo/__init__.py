@@ -26,6 +26,7 @@ _LAZY = {
     "ZooConfig": "zoo.modeling",
     "ZooModel": "zoo.modeling",
     "ZooProcessor": "zoo.processor",
+    "evaluate": "zoo.evaluation.run",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

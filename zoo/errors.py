@@ -56,3 +56,8 @@ class SampleTooLongError(DataError):
 
 class FailureRateError(DataError):
     """Too many samples of a run could not be used; the run stops instead of training on what is left."""
+
+
+class EvaluationError(ZooError, ValueError):
+    """An evaluation that cannot run as asked (unknown metric, data without references, a judge template
+    without its fields); raised before any generation starts."""

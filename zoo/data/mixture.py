@@ -197,6 +197,11 @@ class Mixture:
         rng = random.Random(f"{self.seed}:mixture")
         yield from self._by_count(streams, rng) if self.by_count else self._by_weight(streams, rng)
 
+    def dataset_pass(self, spec: DatasetSpec) -> Iterator[Sample | Skip]:
+        """Every record of one dataset once, in file order, with its system prompt and augmentations: what
+        evaluation and the data audit read (no counts, weights or repetition)."""
+        return self._epoch(spec, 0)
+
     # -- interleaving --------------------------------------------------------------------------------
     def _by_count(self, streams: list[Iterator], rng: random.Random) -> Iterator[Sample | Skip]:
         remaining = [spec.count for spec in self.datasets]
