@@ -132,6 +132,12 @@ def _model_commands(name: str) -> tuple[Callable, Callable]:
     return getattr(cli_model, f"add_{name}_arguments"), getattr(cli_model, f"run_{name}")
 
 
+def _evaluation_commands(name: str) -> tuple[Callable, Callable]:
+    from zoo.evaluation import commands
+
+    return getattr(commands, f"add_{name}_arguments"), getattr(commands, f"run_{name}")
+
+
 COMMANDS: list[Command] = [
     Command("list", "list components and recipes (imports no plugin)", add_list_arguments, run_list),
     Command(
@@ -147,6 +153,13 @@ COMMANDS: list[Command] = [
         run_info,
     ),
     Command("chat", "ask a recipe or checkpoint about an image / audio / video", *_model_commands("chat")),
+    Command("eval", "score a model on data with the papers' metrics", *_evaluation_commands("eval")),
+    Command(
+        "judge",
+        "rate two models' answers with a judge model (M3IT's protocol)",
+        *_evaluation_commands("judge"),
+    ),
+    Command("data", "data tools: `zoo data audit DATA` (quality indicators)", *_evaluation_commands("data")),
 ]
 
 
