@@ -294,12 +294,14 @@ class Gatherer:
     def encode(self, messages: list[dict], add_generation_prompt: bool) -> Any:
         return self.processor.encode(messages, add_generation_prompt=add_generation_prompt)
 
-    def generate(self, items: list[Item], encoded: list[Any]) -> dict[int, str | Exception]:
-        """Greedy (by default) answers in batches of similar length; a failing batch is retried one by one."""
-        order = sorted(range(len(items)), key=lambda i: len(encoded[i]))
+    def generate(self, encoded: list[Any]) -> dict[int, str | Exception]:
+        """Greedy (by default) answers in batches of similar length; a failing batch is retried one by one.
+
+        Returns ``{position in encoded: answer text or the error}``."""
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         answers: dict[int, str | Exception] = {}
         size = self.settings.batch_size
-        with self._bar(len(items), "generating") as bar:
+        with self._bar(len(encoded), "generating") as bar:
             for start in range(0, len(order), size):
                 chunk = order[start : start + size]
                 try:
@@ -330,6 +332,13 @@ class Gatherer:
         The response tokens are those the processor labels for the last assistant turn (the answer and the
         chat template's end of turn), i.e. exactly the tokens a training step would learn.
         """
+        return [r if isinstance(r, Exception) else r[0] for r in self.response_scores(conversations)]
+
+    def response_scores(
+        self, conversations: list[tuple[list[dict], str]]
+    ) -> list[tuple[list[float], bool] | Exception]:
+        """Per conversation: the response tokens' log-probabilities, and whether greedy decoding would
+        produce exactly those tokens (lmms-eval's ``is_greedy``)."""
         prepared: list[tuple[Any, int] | Exception] = []
         for prompt, answer in conversations:
             try:
@@ -338,14 +347,14 @@ class Gatherer:
                 prepared.append((full, start))
             except Exception as error:
                 prepared.append(error)
-        results: list[list[float] | Exception] = [p if isinstance(p, Exception) else [] for p in prepared]
+        results: list[Any] = [p if isinstance(p, Exception) else None for p in prepared]
         good = [i for i, p in enumerate(prepared) if not isinstance(p, Exception)]
         size = self.settings.batch_size
         with self._bar(len(good), "scoring") as bar:
             for start in range(0, len(good), size):
                 chunk = good[start : start + size]
                 try:
-                    scores = self._logprob_batch([prepared[i] for i in chunk])
+                    scores = self._score_batch([prepared[i] for i in chunk])
                 except Exception as error:
                     scores = [error] * len(chunk)
                 for i, value in zip(chunk, scores, strict=True):
@@ -354,7 +363,7 @@ class Gatherer:
         return results
 
     @torch.inference_mode()
-    def _logprob_batch(self, batch: list[tuple[Any, int]]) -> list[list[float]]:
+    def _score_batch(self, batch: list[tuple[Any, int]]) -> list[tuple[list[float], bool]]:
         from zoo.processor import IGNORE_INDEX
 
         masked = []
@@ -363,14 +372,15 @@ class Gatherer:
             masked.append(type(encoded)(encoded.input_ids, labels, encoded.media, encoded.blocks))
         inputs = self.processor.collate(masked, padding_side="right")
         labels = inputs.pop("labels")
-        logits = self.model(**inputs).logits.float()
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+        logits = self.model(**inputs).logits.float()[:, :-1]
+        logprobs = torch.log_softmax(logits, dim=-1)
         targets = labels[:, 1:]
         picked = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        greedy = logits.argmax(dim=-1) == targets
         rows = []
         for row in range(len(batch)):
             keep = targets[row] != IGNORE_INDEX
-            rows.append(picked[row][keep].tolist())
+            rows.append((picked[row][keep].tolist(), bool(greedy[row][keep].all())))
         return rows
 
 
@@ -401,7 +411,7 @@ def gather(items: list[Item], metrics: list[Metric], gatherer: Gatherer, ledger:
         except Exception as error:
             ledger.add(_skip(item, "decode", error))
     if PREDICTION in needs:
-        answers = gatherer.generate(alive, encoded)
+        answers = gatherer.generate(encoded)
         alive = _keep(
             alive, answers, "generate", ledger, lambda item, text: setattr(item.record, "prediction", text)
         )
