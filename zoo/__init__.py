@@ -25,6 +25,7 @@ _LAZY = {
     "register_component": "zoo.registry",
     "ZooConfig": "zoo.modeling",
     "ZooModel": "zoo.modeling",
+    "load": "zoo.modeling",
     "ZooProcessor": "zoo.processor",
     "evaluate": "zoo.evaluation.run",
 }

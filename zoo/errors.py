@@ -58,6 +58,10 @@ class FailureRateError(DataError):
     """Too many samples of a run could not be used; the run stops instead of training on what is left."""
 
 
+class CheckpointError(ZooError, OSError):
+    """A saved model folder that cannot be loaded: incomplete, corrupted, or tensors that do not fit."""
+
+
 class EvaluationError(ZooError, ValueError):
     """An evaluation that cannot run as asked (unknown metric, data without references, a judge template
     without its fields); raised before any generation starts."""

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 from transformers import AutoConfig, GenerationMixin, PretrainedConfig, PreTrainedModel
 
@@ -21,6 +24,8 @@ from zoo.components.base import Backbone, Encoder, Projector
 from zoo.errors import IncompatibleComponentsError, PlaceholderMismatchError
 
 MODEL_TYPE = "zoo"
+RECIPE_FILE = "recipe.yaml"
+TOKEN_ROWS_PREFIX = "zoo.added_token_rows."  # checkpoint keys of the recipe tokens' embedding rows
 MEDIA_POSITIONS = ("inline", "after_bos")
 _MEDIA_KWARGS = ("media", "media_features")
 
@@ -52,6 +57,7 @@ class ZooConfig(PretrainedConfig):
         max_sequence_length: int | None = None,
         merge_messages: bool = True,
         stop_tokens: list | None = None,
+        applied_stages: list | None = None,
         **kwargs: Any,
     ) -> None:
         if media_position not in MEDIA_POSITIONS:
@@ -81,6 +87,8 @@ class ZooConfig(PretrainedConfig):
         self.max_sequence_length = max_sequence_length
         self.merge_messages = merge_messages  # consecutive messages of one role form one turn (S3: False)
         self.stop_tokens = list(stop_tokens or [])  # generation also ends at these (S3: [/RS])
+        # The recipe stages applied to the model, in order: reloading replays them (LoRA, merges, freezing).
+        self.applied_stages = list(applied_stages or [])
         super().__init__(**kwargs)
 
     @property
@@ -128,6 +136,9 @@ class ZooModel(PreTrainedModel, GenerationMixin):
 
     def __init__(self, config: ZooConfig, load_weights: bool = False) -> None:
         super().__init__(config)
+        # Every parameter trained under an applied stage (filled by training_plan.apply_stage): with the
+        # recipe tokens' rows and the components that have no weight source, what a checkpoint holds.
+        self.trained_parameter_names: set[str] = set()
         self.backbone: Backbone = _build("backbone", config.backbone, load_weights)
         config.text_config = self.backbone.model.config
         self.encoders, shared = self._build_encoders(load_weights)
@@ -288,6 +299,198 @@ class ZooModel(PreTrainedModel, GenerationMixin):
 
     def _init_weights(self, module: nn.Module) -> None:
         """Components initialise (or load) their own weights when they are built."""
+
+    # -- checkpoints: the delta, saving and loading ---------------------------------------------------
+    def _sourced_prefixes(self) -> list[str]:
+        """Module prefixes of the components whose weights come from a weight source."""
+        specs = {"backbone": self.config.backbone}
+        specs.update({f"encoders.{m}": s for m, s in self.config.encoders.items()})
+        specs.update({f"projectors.{m}": s for m, s in self.config.projectors.items()})
+        return [f"{prefix}." for prefix, spec in specs.items() if spec.get("source")]
+
+    def delta_parameter_names(self) -> list[str]:
+        """Parameters a checkpoint must hold: those trained under an applied stage, and those of components
+        without a weight source (random init: nothing else can give them back). Shared tensors once."""
+        sourced = self._sourced_prefixes()
+        names_of: dict[int, list[str]] = {}
+        for name, parameter in self.named_parameters(remove_duplicate=False):
+            names_of.setdefault(id(parameter), []).append(name)
+        keep = []
+        for name, parameter in self.named_parameters():
+            aliases = names_of[id(parameter)]
+            from_source = any(alias.startswith(tuple(sourced)) for alias in aliases)
+            if name in self.trained_parameter_names or not from_source:
+                keep.append(name)
+        return keep
+
+    def delta_state_dict(self, state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The tensors a checkpoint holds (see ``delta_parameter_names``), LoRA adapters through peft's own
+        state-dict function, plus the rows of the recipe's added tokens when the embeddings are not held
+        whole. ``state_dict`` (e.g. one gathered under FSDP) supplies the values instead of the parameters."""
+        values = dict(self.state_dict()) if state_dict is None else state_dict
+        names = self.delta_parameter_names()
+        delta = {n: values[n] for n in names if "lora_" not in n}
+        delta.update(self._lora_state_dict(values) if any("lora_" in n for n in names) else {})
+        delta.update(self._delta_buffers(names, values))
+        delta.update(self._token_rows(set(names)))
+        return {k: v.detach().cpu().contiguous() for k, v in delta.items()}
+
+    def _lora_state_dict(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        from peft import get_peft_model_state_dict
+
+        prefix = "backbone.model."
+        inner = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
+        adapter = get_peft_model_state_dict(
+            self.backbone.model, state_dict=inner, save_embedding_layers=False
+        )
+        return {prefix + k: v for k, v in adapter.items()}
+
+    def _delta_buffers(self, names: list[str], values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Persistent buffers of the modules whose parameters are in the delta (e.g. norm running stats)."""
+        owners = {name.rpartition(".")[0] for name in names}
+        persistent = set(self.state_dict())
+        return {
+            name: values[name]
+            for name, _ in self.named_buffers()
+            if name in persistent and name.rpartition(".")[0] in owners
+        }
+
+    def _token_rows(self, names: set[str]) -> dict[str, torch.Tensor]:
+        """Rows of the recipe's added tokens in the input (and untied output) embeddings, unless held whole."""
+        ids = sorted(self.config.token_ids.values())
+        if not ids:
+            return {}
+        full = dict(self.named_parameters())
+        rows = {}
+        tables = {"input": self.get_input_embeddings(), "output": self.get_output_embeddings()}
+        seen: set[int] = set()
+        for which, module in tables.items():
+            weight = getattr(module, "weight", None)
+            if weight is None or id(weight) in seen or any(full.get(n) is weight for n in names):
+                continue
+            seen.add(id(weight))
+            rows[f"{TOKEN_ROWS_PREFIX}{which}"] = weight.detach()[ids]
+        return rows
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        state_dict: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Save config, the delta weights (``delta_state_dict``), tokenizer, recipe and, last, the manifest.
+
+        A save interrupted before the end leaves no manifest, so the folder is refused on load instead of
+        giving a model with missing parts. Other keyword arguments of transformers' method are accepted
+        and ignored (the format is always safetensors, one file).
+        """
+        from safetensors.torch import save_file
+
+        from zoo.checkpoint import WEIGHTS, begin_save, write_manifest
+
+        if not is_main_process:
+            return
+        folder = Path(save_directory)
+        begin_save(folder)
+        save_file(self.delta_state_dict(state_dict), str(folder / WEIGHTS), metadata={"format": "pt"})
+        self.config.save_pretrained(folder)
+        self.generation_config.save_pretrained(folder)
+        self._save_tokenizer(folder)
+        recipe = getattr(self, "recipe", None)
+        if getattr(recipe, "data", None):
+            (folder / RECIPE_FILE).write_text(yaml.safe_dump(recipe.data, sort_keys=False), encoding="utf-8")
+        write_manifest(folder, "delta")
+
+    def _save_tokenizer(self, folder: Path) -> None:
+        if self.get_input_embeddings().weight.is_meta and self._tokenizer_for_ids() is None:
+            return  # a meta build whose tokenizer is not on disk: nothing to save
+        self.tokenizer.save_pretrained(folder)
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any, **kwargs: Any
+    ) -> ZooModel:
+        """A saved zoo model: base parts from their weight sources, applied stages replayed, delta loaded.
+
+        Weight sources are materialized outside any meta-device context (GGUF and CTranslate2 conversions
+        run on a machine whose ``$ZOO_HOME`` is empty). Tensors missing from the file, unexpected, of the
+        wrong shape or not finite are errors naming the folder and tensor. Nothing is unpickled.
+        """
+        from zoo.checkpoint import read_manifest
+
+        if model_args:
+            raise TypeError(f"ZooModel.from_pretrained takes no positional model arguments, got {model_args}")
+        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        folder = _local_folder(pretrained_model_name_or_path, kwargs.pop("revision", None))
+        manifest = read_manifest(folder)
+        model = cls._rebuild(folder, full=manifest["weights"] == "full")
+        if dtype is not None:
+            model = model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+        return model.to(device) if device is not None else model
+
+    @classmethod
+    def _rebuild(cls, folder: Path, full: bool) -> ZooModel:
+        from zoo.checkpoint import WEIGHTS, read_tensors
+        from zoo.training_plan import apply_stage
+
+        config = ZooConfig.from_pretrained(folder)
+        stages, config.applied_stages = config.applied_stages, []
+        model = cls(config, load_weights=not full)
+        for stage in stages:
+            apply_stage(model, stage)
+        model.load_checkpoint_weights(read_tensors(folder / WEIGHTS), folder / WEIGHTS, full=full)
+        return model.eval()
+
+    def load_checkpoint_weights(
+        self, tensors: dict[str, torch.Tensor], where: Any, full: bool = False
+    ) -> None:
+        """Copy a checkpoint's tensors into the model; every expected tensor must be there, nothing else.
+
+        ``full`` checkpoints hold every parameter and persistent buffer; others hold ``delta_state_dict``.
+        """
+        from zoo.errors import CheckpointError
+
+        expected = self._expected_shapes(full)
+        missing = sorted(set(expected) - set(tensors))
+        unexpected = sorted(set(tensors) - set(expected))
+        problems = [f"{len(missing)} missing (e.g. {missing[:3]})"] if missing else []
+        problems += [f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"] if unexpected else []
+        if problems:
+            raise CheckpointError(f"{where}: the tensors do not fit this model: {'; '.join(problems)}")
+        for name, tensor in tensors.items():
+            if expected[name] != tuple(tensor.shape):
+                raise CheckpointError(
+                    f"{where}: tensor {name} has shape {tuple(tensor.shape)} but this model's is "
+                    f"{expected[name]} (the base weights or the recipe differ from the ones it was saved with)"
+                )
+        self._copy_in(tensors)
+
+    def _expected_shapes(self, full: bool) -> dict[str, tuple[int, ...]]:
+        if not full:
+            return {k: tuple(v.shape) for k, v in self.delta_state_dict().items()}
+        names = [*dict(self.named_parameters()), *(n for n, _ in self.named_buffers())]
+        state = self.state_dict()
+        return {n: tuple(state[n].shape) for n in names if n in state}
+
+    def _copy_in(self, tensors: dict[str, torch.Tensor]) -> None:
+        from peft import set_peft_model_state_dict
+
+        state = self.state_dict(keep_vars=True)
+        lora = {k[len("backbone.model.") :]: v for k, v in tensors.items() if "lora_" in k}
+        with torch.no_grad():
+            for name, tensor in tensors.items():
+                if name.startswith(TOKEN_ROWS_PREFIX):
+                    self._put_token_rows(name[len(TOKEN_ROWS_PREFIX) :], tensor)
+                elif "lora_" not in name:
+                    state[name].copy_(tensor)
+            if lora:
+                set_peft_model_state_dict(self.backbone.model, lora)
+
+    def _put_token_rows(self, which: str, rows: torch.Tensor) -> None:
+        module = self.get_input_embeddings() if which == "input" else self.get_output_embeddings()
+        ids = torch.tensor(sorted(self.config.token_ids.values()), device=module.weight.device)
+        module.weight.index_copy_(0, ids, rows.to(module.weight.device, module.weight.dtype))
 
     # -- embeddings, for transformers' generic utilities -------------------------------------------------
     def get_input_embeddings(self) -> nn.Module:
@@ -457,6 +660,26 @@ def register_with_auto_classes() -> None:
         return
     AutoModel.register(ZooConfig, ZooModel)
     AutoModelForCausalLM.register(ZooConfig, ZooModel)
+
+
+def _local_folder(name_or_path: str | os.PathLike, revision: str | None) -> Path:
+    """The folder of a saved model: a local path, or (for ``org/name``) the Hub snapshot zoo.hub fetches."""
+    from zoo.errors import CheckpointError
+
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or str(name_or_path).startswith(("/", "./", "../", "~")):
+        raise CheckpointError(f"{name_or_path}: not a folder written by save_pretrained")
+    raise CheckpointError(
+        f"{name_or_path!r} is not a local folder; loading a zoo model from the Hugging Face Hub by repo id "
+        "needs zoo.hub"
+    )
+
+
+def load(name_or_path: str | os.PathLike, revision: str | None = None, **kwargs: Any) -> ZooModel:
+    """A saved zoo model from a folder (or a Hub repo id): ``ZooModel.from_pretrained``."""
+    return ZooModel.from_pretrained(name_or_path, revision=revision, **kwargs)
 
 
 register_with_auto_classes()

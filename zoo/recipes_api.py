@@ -22,15 +22,17 @@ from typing import Any
 import yaml
 
 from zoo.errors import RecipeError, UnknownComponentError, ZooError
+from zoo.stages import (
+    DEFAULT_PLAN,
+    GENERAL_PARTS,
+    OPTIMIZER_DEFAULTS,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    TRAIN_MODES,
+)
 
-TRAIN_MODES = ("frozen", "full", "lora")
-GENERAL_PARTS = ("encoders", "projectors", "backbone", "embeddings", "lm_head")
 MEDIA_POSITIONS = ("inline", "after_bos")
-PRECISIONS = ("bf16", "fp16", "fp32")
-SCHEDULES = ("cosine", "linear", "constant")
-OPTIMIZERS = ("adamw",)
-DEFAULT_PLAN = {"encoders": "frozen", "projectors": "full", "backbone": "full"}
-OPTIMIZER_DEFAULTS = {"name": "adamw", "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8}
 _LEAF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -136,6 +138,7 @@ class Recipe:
     merge_messages: bool = True
     stop_tokens: list[str] = field(default_factory=list)
     source: RecipeSource | None = field(default=None, repr=False)
+    data: dict = field(default_factory=dict, repr=False)  # the mapping it was parsed from (overrides merged)
 
     def where(self, key_path: tuple) -> str:
         """``file:LINE`` (or ``override``) of a field, for error messages."""
@@ -557,6 +560,7 @@ def parse_recipe(data: Any, path: Path, source: RecipeSource | None = None) -> R
         merge_messages=fields.get("merge_messages", True),
         stop_tokens=fields.get("stop_tokens", []),
         source=source,
+        data=copy.deepcopy(data),
     )
 
 

@@ -11,6 +11,7 @@ skips biases and norm weights as transformers' ``Trainer`` does. Every decision 
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import Any
@@ -19,22 +20,11 @@ import torch
 from torch import nn
 
 from zoo.errors import RecipeError
-from zoo.recipes_api import DEFAULT_PLAN, OPTIMIZER_DEFAULTS
+from zoo.stages import OPTIMIZER_DEFAULTS, lora_options, part_level, stage_plan
 
 log = logging.getLogger("zoo.training")
 # transformers.Trainer.get_decay_parameter_names: no weight decay on these (matched on lower-cased names)
 NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
-
-
-def part_level(part: str) -> int:
-    """0 for the whole-group parts (encoders, projectors, backbone); 1 for the specific ones."""
-    return 0 if part in DEFAULT_PLAN else 1
-
-
-def stage_plan(stage: dict) -> dict[str, str]:
-    """Part → mode, defaults filled in, general parts first (the order they are applied in)."""
-    plan = {**DEFAULT_PLAN, **(stage.get("train") or {})}
-    return dict(sorted(plan.items(), key=lambda item: part_level(item[0])))
 
 
 def _leaf_modules(model: Any, leaf: str) -> list[nn.Module]:
@@ -104,9 +94,9 @@ def _inject_lora(model: Any, options: dict) -> None:
     backbone = model.backbone
     targets = options.get("targets") or backbone.lora_targets
     config = LoraConfig(
-        r=int(options.get("r", 8)),
-        lora_alpha=options.get("alpha", 16),
-        lora_dropout=float(options.get("dropout", 0.0)),
+        r=int(options["r"]),
+        lora_alpha=options["alpha"],
+        lora_dropout=float(options["dropout"]),
         target_modules=list(targets),
     )
     try:
@@ -116,6 +106,67 @@ def _inject_lora(model: Any, options: dict) -> None:
             f"LoRA targets {list(targets)} match no module of the backbone "
             f"(its linear layers are {backbone.lora_targets}): {error}"
         ) from None
+
+
+def _merge_lora(model: Any) -> None:
+    """Fold every LoRA adapter into its base layer (peft's ``merge``) and put the base layer back in place."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    backbone = model.backbone.model
+    for name, module in list(backbone.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
+            parent_name, _, child = name.rpartition(".")
+            setattr(
+                backbone.get_submodule(parent_name) if parent_name else backbone,
+                child,
+                module.get_base_layer(),
+            )
+    if hasattr(backbone, "peft_config"):
+        del backbone.peft_config
+
+
+def active_adapter(stages: list[dict]) -> dict | None:
+    """The LoRA options of the adapter the backbone carries after ``stages`` (None when it carries none).
+
+    A ``backbone: lora`` stage injects an adapter, or continues the one there; a stage that trains the
+    backbone in full merges it into the base weights first; any other stage keeps it, frozen.
+    """
+    active = None
+    for stage in stages:
+        mode = stage_plan(stage)["backbone"]
+        if mode == "lora":
+            active = active or lora_options(stage)
+        elif mode == "full":
+            active = None
+    return active
+
+
+def _prepare_backbone(model: Any, stage: dict, plan: dict[str, str]) -> None:
+    """Inject, continue or merge the LoRA adapter as ``stage`` needs (never injected twice)."""
+    if "lora" in plan.values() and plan.get("backbone") != "lora":
+        raise RecipeError("LoRA applies to the backbone only: set `train.backbone: lora`")
+    active = active_adapter(applied_stages(model))
+    if plan["backbone"] == "lora":
+        options = lora_options(stage)
+        if active is None:
+            _inject_lora(model, options)
+        elif active != options:
+            raise RecipeError(
+                f"stage {stage.get('name', '?')!r}: the backbone already carries a LoRA adapter with options "
+                f"{active} from an earlier stage; a later LoRA stage continues that adapter, so give it the same "
+                f"`lora` options (got {options})"
+            )
+    elif active is not None and plan["backbone"] == "full":
+        log.info(
+            "stage %s: merging the earlier stage's LoRA adapter into the backbone", stage.get("name", "?")
+        )
+        _merge_lora(model)
+
+
+def applied_stages(model: Any) -> list[dict]:
+    """The stages applied to ``model`` so far, in order (recorded in its config)."""
+    return list(getattr(getattr(model, "config", None), "applied_stages", None) or [])
 
 
 def _set_mode(module: nn.Module, mode: str) -> None:
@@ -145,13 +196,13 @@ def trainable_counts(model: Any, stage: dict) -> dict[str, int]:
 def apply_stage(model: Any, stage: dict) -> dict[str, int]:
     """Freeze / unfreeze / LoRA-adapt the model's parts for ``stage``; returns trainable counts per part.
 
-    Each trainable parameter is counted once, under the most specific part of the plan that holds it.
+    The model may carry earlier stages: LoRA is injected once (see ``active_adapter``). The stage is
+    recorded in ``model.config.applied_stages``, and every parameter it trains joins the model's
+    ``trained_parameter_names`` (what a checkpoint must hold). Each trainable parameter is counted once,
+    under the most specific part of the plan that holds it.
     """
     plan = stage_plan(stage)
-    if "lora" in plan.values():
-        if plan.get("backbone") != "lora":
-            raise RecipeError("LoRA applies to the backbone only: set `train.backbone: lora`")
-        _inject_lora(model, stage.get("lora") or {})
+    _prepare_backbone(model, stage, plan)
     for part, mode in plan.items():
         for module in part_modules(model, part):
             _set_mode(module, mode)
@@ -166,7 +217,17 @@ def apply_stage(model: Any, stage: dict) -> dict[str, int]:
         )
     if not any(p.requires_grad for p in model.parameters()):
         raise RecipeError(f"stage {stage.get('name', '?')!r} trains nothing: every part is frozen")
+    _record(model, stage)
     return counts
+
+
+def _record(model: Any, stage: dict) -> None:
+    config = getattr(model, "config", None)
+    if config is not None:
+        config.applied_stages = [*applied_stages(model), copy.deepcopy(stage)]
+    trained = getattr(model, "trained_parameter_names", None)
+    if isinstance(trained, set):
+        trained.update(name for name, p in model.named_parameters() if p.requires_grad)
 
 
 # --- optimisation ----------------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ HUB_METADATA_PATTERNS = ["*.json", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _PATH_PREFIXES = ("/", "./", "../", "~")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _digests: dict[tuple[str, int, int], str] = {}
 
 
@@ -268,7 +269,31 @@ def materialize(source: str | WeightSource, revision: str | None = None, metadat
         raise WeightSourceError(
             f"weight source {str(parsed)!r}: {path} is a file, not a folder (a single GGUF file is gguf:PATH)"
         )
+    if not metadata_only and path.is_dir():
+        refuse_pickle_only(path, str(parsed))
     return path
+
+
+def is_pickle_file(path: Path) -> bool:
+    """Whether a file is a pickle or a torch.save zip archive (by its first bytes, not its name:
+    CTranslate2's ``model.bin`` is a plain binary format)."""
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return head.startswith(b"\x80") or head == b"PK\x03\x04"
+
+
+def refuse_pickle_only(folder: Path, source: str) -> None:
+    """Raise when a weights folder offers pickle files and no safetensors: zoo never unpickles weights."""
+    if any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and is_pickle_file(p))
+    if pickles:
+        raise WeightSourceError(
+            f"weight source {source!r}: {folder} holds only pickle weights ({', '.join(pickles)}); zoo loads "
+            "safetensors only, because unpickling can run arbitrary code. Convert them to safetensors."
+        )
 
 
 def resolve_revision(source: str | WeightSource) -> str | None:

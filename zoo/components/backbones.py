@@ -56,7 +56,7 @@ class CausalLMBackbone(Backbone):
         if load_weights and source is not None:
             folder = materialize(source, revision)
             self.model = AutoModelForCausalLM.from_pretrained(
-                folder, dtype=torch_dtype, attn_implementation=attn_implementation
+                folder, dtype=torch_dtype, attn_implementation=attn_implementation, use_safetensors=True
             )
         else:
             arch = self._architecture(config, source, revision)

@@ -83,7 +83,7 @@ class CLIPVisionEncoder(Encoder):
 
         self.model, folder = pretrained_or_config(
             "clip-vision",
-            CLIPVisionModelWithProjection.from_pretrained,
+            lambda path: CLIPVisionModelWithProjection.from_pretrained(path, use_safetensors=True),
             CLIPVisionModelWithProjection,
             CLIPVisionConfig,
             {"source": source, "revision": revision, "load_weights": load_weights, "config": config},
@@ -158,7 +158,7 @@ class WhisperAudioEncoder(Encoder):
             )
         self.model, folder = pretrained_or_config(
             "whisper-encoder",
-            lambda path: WhisperModel.from_pretrained(path).get_encoder(),
+            lambda path: WhisperModel.from_pretrained(path, use_safetensors=True).get_encoder(),
             WhisperEncoder,
             WhisperConfig,
             {"source": source, "revision": revision, "load_weights": load_weights, "config": config},
