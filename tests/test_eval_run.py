@@ -150,3 +150,18 @@ def test_zoo_eval_command(synthetic, tmp_path, capsys) -> None:
     assert json.loads((out / "results.json").read_text())["samples"]["evaluated"] == 2
     assert main(["eval", "tiny", "--data", str(synthetic["test"]), "--metrics", "nope"]) == 2
     assert "unknown metric 'nope'" in capsys.readouterr().err
+
+
+def test_missing_wordnet_is_refused_before_the_model_loads(synthetic) -> None:
+    """METEOR without its WordNet data: a clear error before anything loads or generates."""
+    import subprocess
+    import sys
+
+    script = (
+        "import nltk; nltk.data.path[:] = ['/nonexistent']\n"
+        "import zoo\nfrom zoo.errors import EvaluationError\n"
+        f"try:\n    zoo.evaluate('/no/such/model', {str(synthetic['test'])!r}, ['meteor'])\n"
+        "except EvaluationError as error:\n    print('REFUSED:', error)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert "REFUSED: METEOR needs the WordNet 3.0 database" in run.stdout, run.stderr[-2000:]

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from zoo.errors import EvaluationError
 from zoo.evaluation.answers import answer_index, parse_option_letter, vqa_accuracy
 
 # What a metric can need: the run gathers exactly these.
@@ -74,6 +75,7 @@ class Metric:
     needs: frozenset[str]
     compute: Callable[[Sequence[Record]], MetricResult]
     implementation: str = ""
+    prepare: Callable[[], Any] | None = None  # run before generation: load data, fail early and clearly
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -120,7 +122,7 @@ def wordnet() -> Any:
     try:
         reader.ensure_loaded()
     except LookupError:
-        raise RuntimeError(
+        raise EvaluationError(
             "METEOR needs the WordNet 3.0 database for nltk: run `python -m zoo.evaluation.wordnet "
             "<nltk_data folder>` (the Makefile does this for .venv; it takes Debian's wordnet-base packages)"
         ) from None
@@ -242,20 +244,22 @@ def exact_match(records: Sequence[Record]) -> MetricResult:
     return _single("exact_match", values)
 
 
-def _metric(name: str, compute: Callable, needs: set[str], implementation: str) -> Metric:
+def _metric(
+    name: str, compute: Callable, needs: set[str], implementation: str, prepare: Callable | None = None
+) -> Metric:
     description = (compute.__doc__ or "").strip().split("\n")[0]
-    return Metric(name, description, frozenset(needs), compute, implementation)
+    return Metric(name, description, frozenset(needs), compute, implementation, prepare)
 
 
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
         _metric("rouge_l", rouge_l, {PREDICTION, REFERENCE}, "rouge-score"),
-        _metric("meteor", meteor, {PREDICTION, REFERENCE}, "nltk meteor_score + WordNet 3.0"),
+        _metric("meteor", meteor, {PREDICTION, REFERENCE}, "nltk meteor_score + WordNet 3.0", wordnet),
         _metric("bleu", bleu, {PREDICTION, REFERENCE}, "sacrebleu"),
         _metric("cider", cider, {PREDICTION, REFERENCE}, "pycocoevalcap Cider (CIDEr-D)"),
         _metric("hm", hm, {REFERENCE, REFERENCE_LOGPROBS}, "model log-probabilities"),
-        _metric("integral", integral, {PREDICTION, REFERENCE, REFERENCE_LOGPROBS}, "S3 sec. 4.1"),
+        _metric("integral", integral, {PREDICTION, REFERENCE, REFERENCE_LOGPROBS}, "S3 sec. 4.1", wordnet),
         _metric("choice", choice, {PREDICTION, REFERENCE, OPTIONS}, "MMMU parsing + log-likelihood"),
         _metric("exact_match", exact_match, {PREDICTION, REFERENCE}, "VQA eval normalisation"),
     )

@@ -562,6 +562,9 @@ def evaluate(
             f"no sample of the data could be read ({len(ledger)} skipped)\n{ledger.summary(0)}"
         )
     check_request(items, chosen, _modalities_of(model))
+    for metric in chosen:
+        if metric.prepare is not None:
+            metric.prepare()  # e.g. METEOR's WordNet: missing data is an error now, not after generating
     started = time.perf_counter()
     loaded = load_model(model).eval()
     check_request(items, chosen, loaded.config.modalities)
