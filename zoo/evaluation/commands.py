@@ -80,7 +80,11 @@ def format_scores(scores: dict[str, Any]) -> str:
 
 
 def _number(value: Any) -> str:
-    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+    if value is None:
+        return "-"
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.2e}"  # HM of an untrained model
 
 
 # --- zoo judge -------------------------------------------------------------------------------------------
