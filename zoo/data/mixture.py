@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.data.augment import InstructionPool, concat_dialogs, reorder_media, with_system_prompt
-from zoo.data.readers import READERS, Context, convert, iter_records
+from zoo.data.readers import Context, convert, iter_records, reader_for
 from zoo.data.schema import Sample, Skip
 from zoo.errors import DataError
 
@@ -96,8 +96,11 @@ class DatasetSpec:
             raise DataError(
                 f"mixture dataset {name!r}: unknown keys {sorted(unknown)} (known: {sorted(_SPEC_KEYS)})"
             )
-        if entry.get("format") not in READERS:
-            raise DataError(f"mixture dataset {name!r}: 'format' must be one of {', '.join(READERS)}")
+        if not isinstance(entry.get("format"), str):
+            raise DataError(
+                f"mixture dataset {name!r}: needs a 'format' (a reader name: `zoo list --kind reader`)"
+            )
+        reader_for(entry["format"], name)  # an unknown format fails here, naming the installed ones
         if entry.get("path") is None:
             raise DataError(f"mixture dataset {name!r}: needs a 'path' (file, folder, glob or list)")
         augment = entry.get("augment") or {}

@@ -6,9 +6,11 @@ JSON documents (``.json``: an array of records, or an object whose ``field`` hol
 JSON document must be. JSON Lines go through the ``text`` builder and are parsed one line at a time, so one
 malformed line is reported with its line number instead of failing the whole file.
 
-Converters (``READERS``) map one record of a known format to a ``Sample``; they check the schema only
-(media files are decoded later, in the pipeline) and raise ``DataError`` naming the dataset, the record
-and the field. Relative media paths are resolved against ``media_root`` (default: the data file's folder).
+Readers map one record of a known format to a ``Sample``; they check the schema only (media files are
+decoded later, in the pipeline) and raise ``DataError`` naming the dataset, the record and the field.
+Relative media paths are resolved against ``media_root`` (default: the data file's folder). A reader is a
+plugin kind: the five formats here register in the ``zoo.readers`` entry-point group exactly as an outside
+package's reader does, and a dataset's ``format`` is looked up in the registry (``reader_for``).
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ import glob
 import json
 import logging
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from zoo.data.schema import ROLES, Sample, validate_messages, where
-from zoo.errors import DataError
+from zoo.errors import DataError, UnknownComponentError
+from zoo.registry import get_registry, list_components
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +201,12 @@ class Context:
     seed: int = 0
 
     def error(self, message: str, sample_id: Any = None) -> DataError:
+        """A ``DataError`` naming this record (dataset, position, id): raise it for a bad field."""
         return DataError(f"{where(self.dataset, self.index, sample_id)}: {message}")
+
+    def sample(self, messages: list[dict], sample_id: Any = None, meta: dict | None = None) -> Sample:
+        """The checked ``Sample`` of this record: ``messages`` of ``{"role", "type", "content"}``."""
+        return _sample(self, sample_id, messages, meta)
 
     def rng(self, purpose: str = "") -> random.Random:
         """A generator seeded by this record (and a purpose) alone: choices do not depend on order or worker."""
@@ -230,12 +238,42 @@ class Context:
         return str(local)
 
 
+Reader = Callable[[dict, Context], Sample]
+
+
+def reader_for(fmt: str, dataset: str | None = None) -> Reader:
+    """The reader of format ``fmt`` (a name in ``zoo list --kind reader``), loaded through the registry."""
+    try:
+        return get_registry().load("reader", fmt)
+    except UnknownComponentError as error:
+        raise DataError(
+            f"dataset {dataset!r}: unknown format {fmt!r}; installed formats: {', '.join(sorted(READERS))} "
+            f"({error})"
+        ) from None
+
+
 def convert(record: dict, fmt: str, ctx: Context) -> Sample:
-    """The ``Sample`` of one record of format ``fmt`` (a key of ``READERS``)."""
-    reader = READERS.get(fmt)
-    if reader is None:
-        raise DataError(f"dataset {ctx.dataset!r}: unknown format {fmt!r} (use one of {', '.join(READERS)})")
-    return reader(record, ctx)
+    """The ``Sample`` of one record of format ``fmt`` (see ``reader_for``)."""
+    return reader_for(fmt, ctx.dataset)(record, ctx)
+
+
+class _InstalledReaders(Mapping):
+    """The installed readers by format name, a read-only view of the registry (loaded on first use)."""
+
+    def __getitem__(self, fmt: str) -> Reader:
+        try:
+            return get_registry().load("reader", fmt)
+        except UnknownComponentError:
+            raise KeyError(fmt) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(entry.name for entry in list_components("reader")))
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+READERS: Mapping[str, Reader] = _InstalledReaders()
 
 
 def _sample(ctx: Context, sample_id: Any, messages: list[dict], meta: dict | None = None) -> Sample:
@@ -466,10 +504,50 @@ def _asr(record: dict, shots: list) -> str | None:
     return asr or None
 
 
-READERS: dict[str, Callable[[dict, Context], Sample]] = {
-    "s3": from_s3,
-    "m3it": from_m3it,
-    "macaw": from_macaw,
-    "llava": from_llava,
-    "shots": from_shots,
-}
+# -- examples: one record of each format, read by the conformance kit (zoo.testing) and shown in docs ----
+RED_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg=="
+from_s3.examples = [
+    {
+        "id": "s3-1",
+        "messages": [
+            {"role": "user", "type": "image", "text": "images/cat.jpg"},
+            {"role": "user", "type": "text", "text": "What is in the picture?"},
+            {"role": "bot", "type": "text", "text": "A cat on a sofa."},
+        ],
+    }
+]
+from_m3it.examples = [
+    {
+        "instruction": "Answer the question.",
+        "inputs": "What colour is it?",
+        "outputs": "Red.",
+        "image_base64_str": [RED_PNG],
+    }
+]
+from_macaw.examples = [
+    {
+        "id": "m-1",
+        "instruction": "What sound is this?",
+        "response": "A bell.",
+        "audio": "audio/bell.wav",
+        "image": "None",
+    }
+]
+from_llava.examples = [
+    {
+        "id": "l-1",
+        "image": "coco/1.jpg",
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat is here?"},
+            {"from": "gpt", "value": "A dog."},
+        ],
+    }
+]
+from_shots.examples = [
+    {
+        "id": "v-1",
+        "video": "videos/v1.mp4",
+        "shots": [{"start": 0.0, "end": 2.0, "asr": "hello"}, {"start": 2.0, "end": 4.5}],
+        "caption": "A person waves, then walks away.",
+    }
+]
