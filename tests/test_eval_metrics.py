@@ -139,3 +139,19 @@ def test_metric_table_and_unknown_names() -> None:
     assert [m.name for m in resolve_metrics("meteor, hm")] == ["meteor", "hm"]
     with pytest.raises(EvaluationError, match="unknown metric 'blue'.*known: rouge_l"):
         resolve_metrics(["meteor", "blue"])
+
+
+def test_a_metric_plugin_is_found_by_name_and_scored() -> None:
+    """A `zoo.metrics` entry point in the plugin kit's convention: metric(predictions, references) -> float."""
+    from zoo.registry import register_component
+
+    def word_overlap(predictions: list[str], references: list[str]) -> float:
+        """Share of predictions that contain their reference."""
+        return sum(r in p for p, r in zip(predictions, references, strict=True)) / len(predictions)
+
+    register_component("metric", "word_overlap_test", word_overlap)
+    [metric] = resolve_metrics("word_overlap_test")
+    result = metric.compute(records(("a red disc", "red"), ("blue", "green")))
+    assert result.scores["word_overlap_test"] == pytest.approx(0.5)
+    assert [s["word_overlap_test"] for s in result.per_sample] == [1.0, 0.0]
+    assert "plugin" in metric.implementation and metric.description.startswith("Share of predictions")

@@ -20,7 +20,10 @@ A group's score (per dataset, task, dialog type) is what the metric gives comput
 corpus-level metrics (BLEU, CIDEr's document frequencies) are recomputed on the group.
 
 To add a metric, write ``compute(records) -> MetricResult`` and put a ``Metric`` in ``METRICS``; what it
-``needs`` tells the run what to gather (and what to check before generating).
+``needs`` tells the run what to gather (and what to check before generating). A plugin distribution
+registers one under the ``zoo.metrics`` entry-point group: either a ``Metric`` object, or a function
+``metric(predictions, references) -> float`` (the plugin kit's convention), which ``plugin_metric`` wraps
+(per-sample scores: the function on each pair alone).
 """
 
 from __future__ import annotations
@@ -264,3 +267,27 @@ METRICS: dict[str, Metric] = {
         _metric("exact_match", exact_match, {PREDICTION, REFERENCE}, "VQA eval normalisation"),
     )
 }
+
+
+def plugin_metric(name: str, target: Any) -> Metric:
+    """A ``Metric`` from a ``zoo.metrics`` entry point: a ``Metric`` as it is, or a function
+    ``(predictions: list[str], references: list[str]) -> float`` over the first reference of each sample."""
+    if isinstance(target, Metric):
+        return target
+    if not callable(target):
+        raise EvaluationError(
+            f"metric plugin {name!r} gives {type(target).__name__}, not a function or Metric"
+        )
+
+    def compute(records: Sequence[Record]) -> MetricResult:
+        predictions = [r.prediction or "" for r in records]
+        references = [r.references[0] if r.references else "" for r in records]
+        overall = float(target(predictions, references)) if records else None
+        per_sample = [
+            {name: float(target([p], [ref]))} for p, ref in zip(predictions, references, strict=True)
+        ]
+        return MetricResult({name: overall}, per_sample)
+
+    description = (getattr(target, "__doc__", None) or name).strip().split("\n")[0]
+    source = f"plugin {getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', name)}"
+    return Metric(name, description, frozenset({PREDICTION, REFERENCE}), compute, source)

@@ -103,10 +103,22 @@ def resolve_metrics(names: str | Sequence[str]) -> list[Metric]:
         names = [n.strip() for n in names.split(",") if n.strip()]
     if not names:
         raise EvaluationError(f"no metric given; choose from {', '.join(METRICS)}")
-    unknown = [n for n in names if n not in METRICS]
-    if unknown:
-        raise EvaluationError(f"unknown metric {', '.join(map(repr, unknown))}; known: {', '.join(METRICS)}")
-    return [METRICS[n] for n in dict.fromkeys(names)]
+    return [METRICS[n] if n in METRICS else _plugin(n) for n in dict.fromkeys(names)]
+
+
+def _plugin(name: str) -> Metric:
+    """A metric from the ``zoo.metrics`` entry-point group; unknown names list what there is."""
+    from zoo.errors import UnknownComponentError
+    from zoo.evaluation.metrics import plugin_metric
+    from zoo.registry import get_registry
+
+    registry = get_registry()
+    try:
+        return plugin_metric(name, registry.load("metric", name))
+    except UnknownComponentError:
+        plugins = sorted(e.name for e in registry.list_components("metric") if e.name not in METRICS)
+        known = ", ".join([*METRICS, *plugins])
+        raise EvaluationError(f"unknown metric {name!r}; known: {known}") from None
 
 
 def as_mixture(data: Any, data_format: str = "s3", name: str | None = None) -> Mixture:
