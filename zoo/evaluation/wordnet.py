@@ -14,6 +14,7 @@ the package's own ``lexnames(5WN)`` manual page. ``make`` runs it for the projec
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import shutil
 import subprocess
@@ -37,11 +38,26 @@ def lexnames_from_manpage(text: str) -> str:
     return "".join(f"{n}\t{name}\t{CATEGORY[name.split('.')[0]]}\n" for n, name in rows)
 
 
+def _download(package: str, workdir: Path) -> None:
+    """``apt-get download``; with no (or a stale) package list, ``apt-get update`` first when root."""
+    command = ["apt-get", "download", package]
+    if subprocess.run(command, cwd=workdir, capture_output=True).returncode == 0:
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(
+            f"`apt-get download {package}` failed ({done.stderr.strip()[-300:]}); run `apt-get update` as root, "
+            f"or install {' '.join(PACKAGES)} and run this again"
+        )
+
+
 def _unpacked_packages(workdir: Path) -> Path:
     """``apt-get download`` the packages into ``workdir`` and unpack them into one root; returns it."""
     root = workdir / "root"
     for package in PACKAGES:
-        subprocess.run(["apt-get", "download", package], cwd=workdir, check=True, capture_output=True)
+        _download(package, workdir)
         deb = next(workdir.glob(f"{package}_*.deb"))
         subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
     return root
