@@ -153,6 +153,41 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- zoo push ------------------------------------------------------------------------------------------
+
+
+def add_push_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", metavar="DIR", help="a folder written by save_pretrained or `zoo train`")
+    parser.add_argument("repo_id", metavar="REPO_ID", help="the Hub repo, org/name (created if missing)")
+    parser.add_argument(
+        "--revision", metavar="BRANCH", help="push to this branch (created from main if missing)"
+    )
+    parser.add_argument("--private", action="store_true", help="create the repo private")
+    parser.add_argument(
+        "--merged", action="store_true", help="a standalone export: LoRA merged, every weight included"
+    )
+    parser.add_argument("--message", "-m", help="the commit message")
+    parser.add_argument("--license", help="the card's license id (default: derived from the components')")
+
+
+def run_push(args: argparse.Namespace) -> int:
+    """Push a checkpoint folder; the token is read by huggingface_hub (HF_TOKEN or `hf auth login`)."""
+    from zoo.hub import push
+
+    commit = push(
+        args.folder,
+        args.repo_id,
+        revision=args.revision,
+        private=args.private,
+        merged=args.merged,
+        commit_message=args.message,
+        license=args.license,
+    )
+    print(f"pushed {args.folder} to {args.repo_id}@{args.revision or 'main'}: commit {commit.oid}")
+    print(commit.commit_url)
+    return 0
+
+
 # --- zoo new-plugin -----------------------------------------------------------------------------------------
 
 PLUGIN_KINDS = ("encoder", "projector", "backbone", "recipe", "reader", "metric")
@@ -210,6 +245,12 @@ COMMANDS: list[Command] = [
         *_evaluation_commands("judge"),
     ),
     Command("data", "data tools: `zoo data audit DATA` (quality indicators)", *_evaluation_commands("data")),
+    Command(
+        "push",
+        "push a checkpoint folder to the Hugging Face Hub (delta, or --merged)",
+        add_push_arguments,
+        run_push,
+    ),
     Command(
         "new-plugin",
         "write a plugin package (entry point, component, recipe, README, conformance tests)",

@@ -75,6 +75,10 @@ class CheckpointError(ZooError, OSError):
     """A saved model folder that cannot be loaded: incomplete, corrupted, or tensors that do not fit."""
 
 
+class HubError(ZooError, OSError):
+    """A Hub repo that cannot be pushed or loaded: not a zoo checkpoint, missing plugin, bad file, no network."""
+
+
 class EvaluationError(ZooError, ValueError):
     """An evaluation that cannot run as asked (unknown metric, data without references, a judge template
     without its fields); raised before any generation starts."""

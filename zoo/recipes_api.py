@@ -403,6 +403,10 @@ SPEC_CHECKS: dict[str, Check] = {
     "source": lambda v, loc: None if v is None else _string(v, loc),
     "revision": lambda v, loc: None if v is None else _string(v, loc),
     "plugin": _string,
+    # For the model card of a pushed checkpoint: the license of the weights and the Hub model they derive
+    # from, when the source does not say (a package file); a Hub source's own card is read otherwise.
+    "license": _string,
+    "base_model": _string,
 }
 SPEC_FIELDS = set(SPEC_CHECKS)
 # A projector may share another modality's weights (Ying-VLM's video frames go through the image Q-Former).
