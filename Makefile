@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(PY) bench/step_overhead.py
 	$(PY) bench/list_startup.py
 	$(PY) bench/data_loader.py
+	$(PY) bench/audio_memory.py
 	$(PY) bench/eval_throughput.py
 
 clean:

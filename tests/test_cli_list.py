@@ -29,6 +29,7 @@ PLUGIN_FILES = {
         ''',
     "listed_plugin/broken.py": 'raise ImportError("libfoo missing")\n',
 }
+FINE_ENCODER = "from zoo.components.base import Encoder\n\n\nclass Fine(Encoder): ...\n"
 PLUGIN_ENTRY_POINTS = {
     "zoo.projectors": {"squeeze": "listed_plugin.projector:Squeeze", "broken": "listed_plugin.broken:Broken"},
     "zoo.api": {"version": "1"},

@@ -104,7 +104,9 @@ def add_plugins_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_plugins(args: argparse.Namespace) -> int:
-    infos = get_registry().plugins(args.distributions or None)
+    from zoo.recipes_api import recipe_problem
+
+    infos = get_registry().plugins(args.distributions or None, check_recipe=recipe_problem)
     if not infos:
         wanted = ", ".join(args.distributions) or "any distribution"
         print(f"no zoo components found in {wanted}", file=sys.stderr)

@@ -110,6 +110,9 @@ class ZooConfig(PretrainedConfig):
 def _build(kind: str, spec: dict, load_weights: bool, **extra: Any) -> nn.Module:
     from zoo.registry import build_component, get_registry
 
+    # A config records the distribution that provided each component: a plugin installed later that
+    # registers the same name does not make a saved model ambiguous.
+    spec = get_registry().own_spec(kind, spec, spec.get("distribution") or "")
     cls = get_registry().load(kind, spec["name"])
     accepted = inspect.signature(cls.__init__).parameters
     weight_fields = {k: spec[k] for k in ("source", "revision") if spec.get(k) is not None}

@@ -105,6 +105,7 @@ class ZooProcessor(ProcessorMixin):
         packing_error: str | None = None,
         merge_messages: bool = True,
         max_length: int | None = None,
+        reserved_tokens: Sequence[str] | None = None,
     ) -> None:
         if media_position not in MEDIA_POSITIONS:
             raise RecipeError(f"media_position must be one of {MEDIA_POSITIONS}, got {media_position!r}")
@@ -119,6 +120,13 @@ class ZooProcessor(ProcessorMixin):
         self.merge_messages = merge_messages
         self.max_length = max_length  # the recipe's sequence budget: the loader's default length limit
         self._preparers = _Preparers()
+        if reserved_tokens is None:  # the tokens of the media layouts: placeholders and boundaries
+            keys = ("placeholder_id", "start_id", "end_id")
+            ids = [layout.get(key) for layout in self.media.values() for key in keys]
+            reserved_tokens = tokenizer.convert_ids_to_tokens([i for i in ids if i is not None])
+        # Text may not contain a recipe token: the tokenizer would read it as that token (a boundary with no
+        # media, a placeholder with no item, a role marker), so such a message is refused, naming the token.
+        self.reserved_tokens = sorted({t for t in reserved_tokens if t}, key=len, reverse=True)
 
     @classmethod
     def from_model(cls, model: Any, **options: Any) -> ZooProcessor:
@@ -139,7 +147,8 @@ class ZooProcessor(ProcessorMixin):
         options.setdefault("media_position", getattr(model.config, "media_position", None) or "inline")
         options.setdefault("packing_error", packing_unsupported(model))
         options.setdefault("merge_messages", getattr(model.config, "merge_messages", True))
-        options.setdefault("max_length", getattr(model.config, "max_sequence_length", None))
+        options.setdefault("max_length", default_max_length(model))
+        options.setdefault("reserved_tokens", model.config.added_tokens())
         processor = cls(tokenizer, media, **options)
         processor._preparers.update({m: _preparer(m, e) for m, e in model.encoders.items()})
         return processor
@@ -188,7 +197,12 @@ class ZooProcessor(ProcessorMixin):
         self, conversation: Sequence[dict], add_generation_prompt: bool = False
     ) -> EncodedConversation:
         """Token ids, labels (responses only) and prepared media items of one conversation."""
+        if isinstance(conversation, (str, bytes, dict)) or not isinstance(conversation, Sequence):
+            raise DataError(f"a conversation is a list of messages, got {type(conversation).__name__}")
+        if not conversation:
+            raise DataError("the conversation has no messages")
         turns, items = self._turns(conversation)
+        _check_turn_order(turns)
         ids, labels = self._tokenize_turns(turns, add_generation_prompt)
         encoded = self._expand_media(ids, labels, items)
         return self._media_after_bos(encoded) if self.media_position == "after_bos" else encoded
@@ -354,6 +368,13 @@ class ZooProcessor(ProcessorMixin):
                     f"message {index}: text contains the reserved {modality} placeholder {layout.placeholder!r}; "
                     f"send media as a message of type {modality!r} instead"
                 )
+        for token in self.reserved_tokens:
+            if token in text:
+                raise DataError(
+                    f"message {index}: text contains the recipe token {token!r}, which the tokenizer would read "
+                    "as that token (a media boundary or layout marker, not text); remove it from the text, or "
+                    "send media as a message of its type"
+                )
 
     def _render(self, turns: list[dict], add_generation_prompt: bool) -> list[int]:
         text = self.tokenizer.apply_chat_template(
@@ -370,9 +391,10 @@ class ZooProcessor(ProcessorMixin):
             before = self._render(turns[:i], add_generation_prompt=True)
             through = self._render(turns[: i + 1], add_generation_prompt=False)
             if ids[: len(through)] != through or through[: len(before)] != before:
-                raise ValueError(
-                    "the chat template does not render conversations as growing prefixes, so response tokens "
-                    f"cannot be located for turn {i}"
+                raise DataError(
+                    "the chat template does not render this conversation as growing prefixes, so response "
+                    f"tokens cannot be located for turn {i} (does a message contain the backbone's own "
+                    "control tokens, such as its end-of-turn marker?)"
                 )
             labels[len(before) : len(through)] = through[len(before) :]
         return ids, labels
@@ -430,6 +452,32 @@ class ZooProcessor(ProcessorMixin):
         return required
 
 
+def default_max_length(model: Any) -> int | None:
+    """The recipe's ``max_length``, or else the backbone's maximum positions: no row longer than the
+    backbone can attend over."""
+    recipe = getattr(model.config, "max_sequence_length", None)
+    if recipe:
+        return recipe
+    text_config = getattr(model.config, "text_config", None)
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(text_config, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _check_turn_order(turns: list[dict]) -> None:
+    """A conversation opens (after any system turn) with the user, and a response has a turn before it."""
+    roles = [turn["role"] for turn in turns if turn["role"] != "system"]
+    if not roles:
+        raise DataError("the conversation has only system messages")
+    if roles[0] == "assistant":
+        raise DataError(
+            "the conversation starts with an assistant message; it must open with a user message "
+            "(the response has nothing to answer)"
+        )
+
+
 def packing_unsupported(model: Any) -> str | None:
     """Why ``model``'s backbone cannot keep packed samples apart, or ``None`` when it can.
 
@@ -480,10 +528,16 @@ def _preparer(modality: str, encoder: Any) -> Callable[[Any], list[torch.Tensor]
         return lambda item: [encoder.preprocess(load_image(item))]
     if modality == "audio":
         rate = getattr(encoder, "sampling_rate", 16000)
+        limit = getattr(encoder, "max_audio_seconds", None)  # checked from the header, before decoding
+        truncate = getattr(encoder, "long_audio", None) == "truncate"
         split = getattr(encoder, "preprocess_items", None)
+
+        def decode(item: Any) -> Any:
+            return load_audio(item, rate, max_seconds=limit, truncate=truncate)
+
         if split is not None:
-            return lambda item: split(load_audio(item, rate))
-        return lambda item: [encoder.preprocess(load_audio(item, rate))]
+            return lambda item: split(decode(item))
+        return lambda item: [encoder.preprocess(decode(item))]
     if modality == "video":
         frames = getattr(encoder, "num_frames", None)
         return lambda item: [encoder.preprocess(load_video(item, frames))]

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from zoo.errors import RecipeError, UnknownComponentError, ZooError
+from zoo.safe_yaml import BoundedLoader
 from zoo.stages import (
     DEFAULT_PLAN,
     GENERAL_PARTS,
@@ -41,8 +42,9 @@ _LEAF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # --- reading YAML with line numbers ----------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``5e-5`` and ``1e-8`` as floats (YAML 1.1 wants ``5.0e-5``)."""
+class _Loader(BoundedLoader):
+    """Safe loading with aliases bounded (``zoo.safe_yaml``) that also reads ``5e-5`` and ``1e-8`` as floats
+    (YAML 1.1 wants ``5.0e-5``)."""
 
 
 _Loader.add_implicit_resolver(
@@ -645,7 +647,10 @@ def parse_recipe(data: Any, path: Path, source: RecipeSource | None = None) -> R
 
 def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
     """Read a recipe by registered name or YAML path (its ``extends`` chain resolved), with optional
-    deep-merged overrides (merged by the same rules as ``extends``)."""
+    deep-merged overrides (merged by the same rules as ``extends``).
+
+    A recipe shipped by a distribution means that distribution's own components where another
+    distribution registers the same name too (see ``Registry.own_name``)."""
     path = _recipe_file(name_or_path)
     data, located = _read_recipe(path)
     lines = {key: line for key, (_, line) in located.items()}
@@ -657,7 +662,9 @@ def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
         raise Loc(source, ("extends",)).error(
             "`extends` is read from recipe files, not from overrides: write a recipe file that extends"
         )
-    return parse_recipe(_drop_removed_modalities(_merge(data or {}, overrides)), path, source)
+    recipe = parse_recipe(_drop_removed_modalities(_merge(data or {}, overrides)), path, source)
+    _prefer_own_components(recipe, path)
+    return recipe
 
 
 # --- components and stages against the installed registry and the built model --------------------------
@@ -734,6 +741,7 @@ def build(name_or_path: str | Path, device: str | None = None, stage: int | str 
 
     recipe = load_recipe(name_or_path, **overrides)
     validate_recipe(recipe)
+    check_chat_template(recipe)
     index = recipe.stage_index(stage) if recipe.stages else None
     config = recipe.zoo_config()
     if device == "meta":
@@ -748,3 +756,75 @@ def build(name_or_path: str | Path, device: str | None = None, stage: int | str 
         check_stages_against(model, recipe)
         apply_stage(model, recipe.stages[index])
     return model
+
+
+# --- checks of shipped recipes: their own components, their chat template, their YAML -------------------
+
+
+def _prefer_own_components(recipe: Recipe, path: Path) -> None:
+    """Qualify the component names of a recipe that a distribution ships with that distribution, where
+    another distribution registers the same name (a plugin re-registering ``clip-vision`` does not break
+    the built-in recipes)."""
+    from zoo.registry import get_registry
+
+    registry = get_registry()
+    shipped = [e for e in registry.list_components("recipe") if e.path and _same_file(e.path, path)]
+    if not shipped:
+        return
+    distribution = shipped[0].distribution
+    recipe.backbone = registry.own_spec("backbone", recipe.backbone, distribution)
+    recipe.encoders = {m: registry.own_spec("encoder", s, distribution) for m, s in recipe.encoders.items()}
+    recipe.projectors = {
+        m: registry.own_spec("projector", s, distribution) for m, s in recipe.projectors.items()
+    }
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+_PROBE = [
+    {"role": "system", "content": "zoo-probe-system"},
+    {"role": "user", "content": "zoo-probe-question"},
+    {"role": "assistant", "content": "zoo-probe-answer"},
+    {"role": "user", "content": "zoo-probe-follow-up"},
+]
+
+
+def check_chat_template(recipe: Recipe) -> None:
+    """Render a probe conversation (with and without a system message) through the recipe's
+    ``chat_template``, so a broken template is a ``RecipeError`` naming its line at build time, not an
+    error at the first sample."""
+    if not recipe.chat_template:
+        return
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    where = f"{recipe.where(('chat_template',))}: chat_template"
+    for conversation in (_PROBE, _PROBE[1:]):
+        try:
+            rendered, _ = render_jinja_template(
+                [conversation], chat_template=recipe.chat_template, add_generation_prompt=True,
+                bos_token="<s>", eos_token="</s>",
+            )  # fmt: skip
+        except Exception as error:  # jinja2 syntax errors, raise_exception(), undefined names, ...
+            raise RecipeError(
+                f"{where}: cannot render a conversation of {', '.join(m['role'] for m in conversation)} "
+                f"messages ({type(error).__name__}: {error})"
+            ) from None
+        missing = [m["content"] for m in conversation if m["content"] not in rendered[0]]
+        if missing:
+            raise RecipeError(f"{where}: the rendered conversation leaves out message content {missing}")
+
+
+def recipe_problem(entry: Any) -> str:
+    """What is wrong with a registered recipe (its YAML, fields, components, chat template), or ""."""
+    try:
+        recipe = load_recipe(entry.path)
+        validate_recipe(recipe)
+        check_chat_template(recipe)
+    except ZooError as error:
+        return str(error)
+    return ""

@@ -28,7 +28,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib.machinery import ModuleSpec
 from pathlib import Path
@@ -359,7 +359,8 @@ def _recipe_description(path: Path) -> str:
         return ""
     if not data.get("description") and isinstance(data.get("extends"), str):
         return f"(extends {data['extends']})"
-    return _first_line(str(data.get("description") or ""))
+    description = data.get("description")  # a string only: str() of nested aliases would expand them
+    return _first_line(description) if isinstance(description, str) else ""
 
 
 class RuntimeSource:
@@ -543,7 +544,9 @@ class Registry:
             return None, entry.error, None
         try:
             obj = self.plugin_manager.hook.zoo_load_component(entry=entry)
-        except Exception as exc:  # whatever a plugin's import raises is reported, never propagated bare
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # whatever a plugin's import raises (sys.exit() too) is reported
             return None, f"{type(exc).__name__}: {exc}", exc
         problem = "no source can load it" if obj is None else _kind_problem(entry.kind, obj)
         if problem:
@@ -591,23 +594,58 @@ class Registry:
             raise PluginLoadError(_load_failure(entry, entry.error or f"file {entry.path} is missing"))
         return Path(entry.path)
 
-    def plugins(self, distributions: Iterable[str] | None = None) -> list[PluginInfo]:
-        """Per distribution: version, components and import errors. Imports every component's module."""
+    def own_name(self, kind: str, name: str, distribution: str) -> str:
+        """``name`` as a recipe shipped by ``distribution`` means it: that distribution's own component
+        (qualified, ``distribution:name``) when it provides one and another distribution does too; else
+        ``name`` unchanged (then a conflict is still an error, as for any recipe)."""
+        if ":" in name or not distribution:
+            return name
+        candidates = self._kind_index(check_kind(kind)).get(name, [])
+        own = [e for e in candidates if _same_dist(e.distribution, distribution)]
+        return own[0].qualified_name if own and len(candidates) > 1 else name
+
+    def own_spec(self, kind: str, spec: dict, distribution: str) -> dict:
+        """A copy of a component spec with its name, and those of the specs nested in its args (a
+        video-frames encoder's ``frame_encoder``), resolved with ``own_name``."""
+        spec = dict(spec)
+        if isinstance(spec.get("name"), str):
+            spec["name"] = self.own_name(kind, spec["name"], distribution)
+        if isinstance(spec.get("args"), dict):
+            spec["args"] = {
+                key: self.own_spec(kind, value, distribution)
+                if isinstance(value, dict) and "name" in value
+                else value
+                for key, value in spec["args"].items()
+            }
+        return spec
+
+    def plugins(
+        self,
+        distributions: Iterable[str] | None = None,
+        check_recipe: Callable[[ComponentEntry], str] | None = None,
+    ) -> list[PluginInfo]:
+        """Per distribution: version, components and load errors. Imports every component's module and
+        checks that it is a component of its kind; ``check_recipe`` (entry → problem or "") checks each
+        recipe's YAML (``zoo plugins`` passes the recipe parser)."""
         wanted = {canonical_distribution(d) for d in distributions} if distributions else None
         grouped: dict[str, list[ComponentEntry]] = {}
         for entry in self.list_components():
             if wanted is None or canonical_distribution(entry.distribution) in wanted:
                 grouped.setdefault(entry.distribution, []).append(entry)
         order = sorted(grouped, key=lambda d: (d == RUNTIME, canonical_distribution(d)))
-        return [self._plugin_info(grouped[d]) for d in order]
+        return [self._plugin_info(grouped[d], check_recipe) for d in order]
 
-    def _plugin_info(self, entries: list[ComponentEntry]) -> PluginInfo:
+    def _plugin_info(
+        self, entries: list[ComponentEntry], check_recipe: Callable[[ComponentEntry], str] | None
+    ) -> PluginInfo:
         errors = {}
         for entry in entries:
             if entry.kind == "recipe":
                 problem = entry.error or (
                     "" if Path(entry.path).is_file() else f"file {entry.path} is missing"
                 )
+                if not problem and check_recipe is not None:
+                    problem = check_recipe(entry)
             else:
                 problem = _api_problem(entry) or self._try_load(entry)[1]
             if problem:

@@ -188,6 +188,13 @@ class WhisperAudioEncoder(Encoder):
         return self._tokens
 
     @property
+    def max_audio_seconds(self) -> float:
+        """The longest clip this encoder takes (truncated to it under ``long_audio: truncate``): the media
+        loader checks it from the file's header, before decoding."""
+        windows = self.max_audio_chunks if self.long_audio == "chunk" else 1
+        return windows * self.window_samples / self.sampling_rate
+
+    @property
     def window_samples(self) -> int:
         """Samples in one Whisper window (30 s at 16 kHz)."""
         return int(self.feature_extractor.n_samples)
