@@ -67,6 +67,7 @@ bench: $(STAMP)
 	$(PY) bench/list_startup.py
 	$(PY) bench/data_loader.py
 	$(PY) bench/audio_memory.py
+	$(PY) bench/resume_position.py
 	$(PY) bench/eval_throughput.py
 
 clean:

@@ -27,6 +27,7 @@ _LAZY = {
     "ZooModel": "zoo.modeling",
     "load": "zoo.modeling",
     "ZooProcessor": "zoo.processor",
+    "train": "zoo.training.run",
     "evaluate": "zoo.evaluation.run",
 }
 

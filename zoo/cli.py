@@ -219,6 +219,12 @@ def _model_commands(name: str) -> tuple[Callable, Callable]:
     return getattr(cli_model, f"add_{name}_arguments"), getattr(cli_model, f"run_{name}")
 
 
+def _train_command() -> tuple[Callable, Callable]:
+    from zoo import cli_train
+
+    return cli_train.add_train_arguments, cli_train.run_train
+
+
 def _evaluation_commands(name: str) -> tuple[Callable, Callable]:
     from zoo.evaluation import commands
 
@@ -259,6 +265,7 @@ COMMANDS: list[Command] = [
         add_new_plugin_arguments,
         run_new_plugin,
     ),
+    Command("train", "train a recipe on data, stage by stage, into a reloadable model", *_train_command()),
 ]
 
 

@@ -582,9 +582,10 @@ def evaluate(
     check_request(items, chosen, loaded.config.modalities)
     from zoo.processor import ZooProcessor
 
-    torch.manual_seed(seed)
     gatherer = Gatherer(loaded, ZooProcessor.from_model(loaded), settings, progress=progress)
-    kept = gather(items, chosen, gatherer, ledger)
+    with torch.random.fork_rng():  # seeded here, and the caller's (a training run's) random state untouched
+        torch.manual_seed(seed)
+        kept = gather(items, chosen, gatherer, ledger)
     scores, per_sample = score(kept, chosen) if kept else ({}, [])
     info = {
         "zoo_version": __version__,
