@@ -165,3 +165,15 @@ def test_missing_wordnet_is_refused_before_the_model_loads(synthetic) -> None:
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert "REFUSED: METEOR needs the WordNet 3.0 database" in run.stdout, run.stderr[-2000:]
+
+
+def test_zoo_train_eval_data_scores_each_stage_with_this_evaluator(synthetic, tmp_path) -> None:
+    """`zoo train --eval-data` runs zoo.evaluation at the end of the stage; the scores land in the report."""
+    zoo.train(
+        "tiny", synthetic["train"], tmp_path / "run", max_steps=1, eval_data=synthetic["test"],
+        eval_metrics=["exact_match", "hm"], progress=False, num_workers=0,
+    )  # fmt: skip
+    saved = json.loads((tmp_path / "run" / "train_report.json").read_text())
+    scores = saved["stages"]["finetune"]["eval"]
+    assert set(scores["by_task"]) == {"colour", "shape", "beeps"} and 0 < scores["hm"] < 1
+    assert (tmp_path / "run" / "eval" / "finetune" / "predictions.jsonl").is_file()
