@@ -28,6 +28,7 @@ _LAZY = {
     "load": "zoo.modeling",
     "ZooProcessor": "zoo.processor",
     "train": "zoo.training.run",
+    "evaluate": "zoo.evaluation.run",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -93,3 +93,8 @@ class TrainingInterrupted(TrainingError):
     def __init__(self, message: str, signal: int) -> None:
         super().__init__(message)
         self.signal = signal
+
+
+class EvaluationError(ZooError, ValueError):
+    """An evaluation that cannot run as asked (unknown metric, data without references, a judge template
+    without its fields); raised before any generation starts."""
