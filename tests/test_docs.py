@@ -15,7 +15,9 @@ run first in the same namespace (to make the files a block reads, or what an ear
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -149,7 +151,36 @@ def _hub_if_marked(block: Block, tmp_path: Path) -> Iterator[None]:
         server.stop()
 
 
+def test_readme_links_reach_files_that_exist() -> None:
+    """README.md is read on GitHub: its relative links must name files of the repository."""
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text(encoding="utf-8"))
+    local = [link for link in links if "://" not in link]
+    assert "docs/index.md" in local
+    assert [link for link in local if not (ROOT / link).exists()] == []
+
+
 # --- the site -----------------------------------------------------------------------------------------------
+
+
+def _hooks():
+    spec = importlib.util.spec_from_file_location("mkdocs_hooks", ROOT / "tools" / "mkdocs_hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_references_are_generated_from_the_registry_and_the_parser() -> None:
+    from zoo.cli import COMMANDS
+
+    hooks = _hooks()
+    cli = hooks.cli_reference()
+    for command in COMMANDS:
+        assert f"## `zoo {command.name}`" in cli and f"usage: zoo {command.name}" in cli, command.name
+    assert "--max-steps" in cli and "--kind {encoder,projector,backbone,recipe,reader,metric}" in cli
+    tiny = hooks.recipe_reference(["tiny"])
+    assert "## tiny {#zoo-tiny}" in tiny and "### Stage 1 of 1: finetune {#zoo-tiny-finetune}" in tiny
+    rows = {line.split(" | ")[0].strip("| `") for line in tiny.splitlines() if line.startswith("| `")}
+    assert {"encoder.image", "projector.image", "backbone", "encoders", "projectors"} <= rows
 
 
 @pytest.mark.slow
@@ -173,6 +204,8 @@ def test_the_site_builds_strict_with_generated_references_and_api_pages(tmp_path
     for entry in zoo.list_components("recipe"):
         assert f'id="{entry.distribution}-{entry.name}'.replace(".", "-") in recipes, entry.qualified_name
     assert "Stage 2 of 2: instruct" in recipes and "tokens per item" in recipes
+    ids = re.findall(r'id="([^"]+)"', recipes)
+    assert sorted({i for i in ids if ids.count(i) > 1}) == [], "anchors must be unique"
     cli = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     for command in COMMANDS:
         assert f"usage: zoo {command.name}" in cli, command.name

@@ -101,7 +101,7 @@ def _recipe_section(entry: Any) -> str:
     lines += [_components(info), "", f"{info.parameters:,} parameters ({human(info.parameters)}).", ""]
     lines += [_budget(info.budget), ""]
     for index, stage in enumerate(info.stages):
-        lines += [_stage(stage, index, len(info.stages)), ""]
+        lines += [_stage(stage, index, len(info.stages), _anchor(entry)), ""]
     return "\n".join(lines)
 
 
@@ -129,7 +129,7 @@ def _budget(budget: Any) -> str:
     )
 
 
-def _stage(stage: Any, index: int, count: int) -> str:
+def _stage(stage: Any, index: int, count: int, recipe_anchor: str) -> str:
     from zoo.summary import human, rates_line, setting_text
 
     rows = [
@@ -137,7 +137,7 @@ def _stage(stage: Any, index: int, count: int) -> str:
     ]
     share = 100 * stage.trainable / max(stage.parameters, 1)
     lines = [
-        f"### Stage {index + 1} of {count}: {stage.name} {{#{_slug(stage.name)}-{index}}}",
+        f"### Stage {index + 1} of {count}: {stage.name} {{#{recipe_anchor}-{_slug(stage.name)}}}",
         "",
         _table(("part", "mode", "trainable parameters"), rows),
         "",
