@@ -141,11 +141,15 @@ def _hub_if_marked(block: Block, tmp_path: Path) -> Iterator[None]:
     if "hub" not in block.words:
         yield
         return
+    import transformers.utils.hub
     from hub_server import HubServer, client_pointed_at
 
     server = HubServer().start()
     try:
-        with client_pointed_at(server.endpoint, tmp_path / "hf-cache", "hf_docsTestToken"):
+        with client_pointed_at(server.endpoint, tmp_path / "hf-cache", "hf_docsTestToken") as patch:
+            # transformers keeps one HfApi, which holds the endpoint it was made with: one made here must
+            # not outlive this server (the patch puts back the one that was there before).
+            patch.setattr(transformers.utils.hub, "_hf_api", None, raising=False)
             yield
     finally:
         server.stop()
