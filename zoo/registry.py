@@ -204,6 +204,9 @@ class StaticDocs:
         if node is not None:
             target = _descend(node, rest)
             return _first_line(ast.get_docstring(target)) if target is not None else ""
+        documented = _attribute_docstring(tree, head) if not rest else ""
+        if documented:  # a module-level object such as `ROUGE_L = Metric(...)` with a string literal after it
+            return _first_line(documented)
         origin, name = _reexport(tree, head, spec)
         if origin and hops > 0:  # ``from .impl import Cls`` in a package's __init__: follow it
             return self.describe(origin, ".".join([name, *rest]), hops - 1)
@@ -230,6 +233,16 @@ def _definition(tree: ast.Module, name: str) -> ast.AST | None:
         if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
             return node
     return None
+
+
+def _attribute_docstring(tree: ast.Module, name: str) -> str:
+    """The string literal right after a top-level ``name = ...`` (the attribute-docstring convention)."""
+    for node, after in zip(tree.body, tree.body[1:], strict=False):
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        named = any(isinstance(t, ast.Name) and t.id == name for t in targets)
+        if named and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            return str(after.value.value) if isinstance(after.value.value, str) else ""
+    return ""
 
 
 def _reexport(tree: ast.Module, name: str, spec: ModuleSpec) -> tuple[str | None, str]:
