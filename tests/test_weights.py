@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import constants
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 import zoo.weights
@@ -257,3 +258,16 @@ def test_gguf_is_converted_once_and_generates_like_the_gguf(monkeypatch: pytest.
     ours = _greedy(converted, AutoTokenizer.from_pretrained(folder), question)
     assert ours == _greedy(reference, reference_tokenizer, question)
     assert "Paris" in reference_tokenizer.decode(ours)
+
+
+@pytest.mark.slow
+def test_a_conversion_inside_a_meta_device_build_writes_real_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`build(..., device="meta")` and `zoo info` on an empty cache convert under a meta-device context."""
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path))
+    with torch.device("meta"):
+        folder = materialize(SMOLLM)  # transformers' from_pretrained refuses to run under a meta context
+    assert folder.is_relative_to(tmp_path)
+    weights = load_file(folder / "model.safetensors")
+    assert weights and all(t.device.type == "cpu" and torch.isfinite(t).all() for t in weights.values())

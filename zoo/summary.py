@@ -298,7 +298,7 @@ def format_info(info: RecipeInfo) -> str:
     """The text ``zoo info`` prints."""
     parts = [f"recipe {info.name}: {info.description}".rstrip(": ")]
     if info.paper:
-        parts.append(f"paper: {_paper(info.paper)}")
+        parts.append(f"paper: {paper_line(info.paper)}")
     parts += ["", _components(info), "", _budget(info.budget)]
     for index, stage in enumerate(info.stages):
         parts += ["", _stage(stage, index, len(info.stages))]
@@ -306,7 +306,8 @@ def format_info(info: RecipeInfo) -> str:
     return "\n".join(parts)
 
 
-def _paper(paper: Any) -> str:
+def paper_line(paper: Any) -> str:
+    """A recipe's ``paper`` field on one line: title; arXiv id; code URL."""
     if not isinstance(paper, dict):
         return str(paper)
     bits = [paper.get("title", "")]
@@ -360,14 +361,15 @@ def _stage(stage: StageInfo, index: int, count: int) -> str:
         f"stage {index + 1} of {count}: {stage.name}",
         columns(rows, indent="  "),
         f"  trainable {stage.trainable:,} of {stage.parameters:,} parameters ({share:.2f}%)",
-        "  learning rates: " + _rates(stage),
+        "  learning rates: " + rates_line(stage),
     ]
-    lines += [f"  {key}: {_setting(value)}" for key, value in stage.settings.items()]
+    lines += [f"  {key}: {setting_text(value)}" for key, value in stage.settings.items()]
     lines += ["  memory to train in bf16 (activations not included):", _memory(stage)]
     return "\n".join(lines)
 
 
-def _rates(stage: StageInfo) -> str:
+def rates_line(stage: StageInfo) -> str:
+    """A stage's learning rates on one line, each with the parameters it applies to."""
     if not stage.learning_rates:
         return "not set"
     return "; ".join(
@@ -375,9 +377,10 @@ def _rates(stage: StageInfo) -> str:
     )
 
 
-def _setting(value: Any) -> str:
+def setting_text(value: Any) -> str:
+    """A stage setting (optimizer, schedule, batch, ...) as short text."""
     if isinstance(value, dict):
-        return ", ".join(f"{k} {_setting(v)}" for k, v in value.items())
+        return ", ".join(f"{k} {setting_text(v)}" for k, v in value.items())
     if isinstance(value, list):
         return "/".join(str(v) for v in value)
     return f"{value:g}" if isinstance(value, float) else str(value)

@@ -510,7 +510,11 @@ def _cached_conversion(key: str, source: WeightSource, convert: Callable[[Path],
 
     An existing ``converted/<key>`` is returned without converting. An interrupted run leaves only a
     ``.tmp-*`` folder, never a half-written ``<key>``; two processes racing keep the first result.
+    A conversion writes real weights, so it runs on the CPU even inside a meta-device build
+    (``build(..., device="meta")`` and ``zoo info`` on an empty cache).
     """
+    import torch
+
     root = cache_root() / "converted"
     final = root / key
     if final.is_dir():
@@ -518,7 +522,8 @@ def _cached_conversion(key: str, source: WeightSource, convert: Callable[[Path],
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
     try:
-        convert(staging)
+        with torch.device("cpu"):
+            convert(staging)
         manifest = {"source": str(source), "key": key, "converter_version": CONVERTER_VERSIONS[source.kind]}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _publish(staging, final)

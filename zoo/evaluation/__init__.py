@@ -3,7 +3,7 @@
 ``import zoo.evaluation`` is cheap; torch and the metric packages load when something runs.
 
     import zoo
-    result = zoo.evaluate("s3-smol", "data/test.jsonl", ["meteor", "hm", "integral"], output_dir="eval/")
+    result = zoo.evaluate("s3-smol", "data/test.jsonl", ["meteor", "hm", "integral", "exact_match"])
     result.scores["integral"], result.scores["by_task"]["colour"]["exact_match"]
 
 - ``evaluate`` / ``zoo eval``: generation and likelihood runs, ``results.json`` + ``predictions.jsonl``
