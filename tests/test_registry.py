@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,9 +11,12 @@ import pytest
 from registry_dists import EditableFinder, Site
 
 import zoo.registry
+from zoo.components.base import Encoder, Projector
 from zoo.errors import (
+    ComponentAPIError,
     ComponentArgumentError,
     ComponentConflictError,
+    ContractError,
     PluginLoadError,
     RecipeError,
     UnknownComponentError,
@@ -85,10 +89,14 @@ BROKEN_DIST = {
             """Never importable."""
         ''',
     "halfbroken/good.py": '''
-        class Good:
+        from zoo.components.base import Projector
+
+
+        class Good(Projector):
             """Works although its sibling module does not import."""
 
             def __init__(self, width: int = 2) -> None:
+                super().__init__(1, 1)
                 self.width = width
         ''',
 }
@@ -98,8 +106,9 @@ def test_broken_plugin_is_reported_while_the_rest_keeps_working(site: Site) -> N
     projectors = {"broken": "halfbroken.broken:Broken", "good": "halfbroken.good:Good"}
     site.install("zoo-halfbroken", "1.2.0", {"zoo.projectors": projectors}, BROKEN_DIST)
     site.install(
-        "zoo-healthy", "0.1.0", {"zoo.encoders": {"fine": "healthy:Fine"}}, {"healthy.py": "class Fine: ..."}
-    )
+        "zoo-healthy", "0.1.0", {"zoo.encoders": {"fine": "healthy:Fine"}},
+        {"healthy.py": "from zoo.components.base import Encoder\nclass Fine(Encoder): ..."},
+    )  # fmt: skip
     registry = Registry()
     assert {"broken", "good"} <= {e.name for e in registry.list_components("projector")}
 
@@ -140,7 +149,10 @@ def test_malformed_entry_point_is_listed_and_fails_clearly_on_load(site: Site) -
 @pytest.fixture
 def two_clips(site: Site) -> Site:
     for dist, module in (("zoo-alpha", "alpha_enc"), ("zoo-beta", "beta_enc")):
-        source = f'class Clip:\n    """CLIP from {dist}."""\n    origin = "{dist}"\n'
+        source = (
+            "from zoo.components.base import Encoder\n"
+            f'class Clip(Encoder):\n    """CLIP from {dist}."""\n    origin = "{dist}"\n'
+        )
         site.install(dist, "1.0", {"zoo.encoders": {"clip-x": f"{module}:Clip"}}, {f"{module}.py": source})
     return site
 
@@ -206,10 +218,12 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
+from zoo.components.base import Projector
+
 BUILT = []
 
 
-class Checked:
+class Checked(Projector):
     """A component with annotated arguments."""
 
     def __init__(
@@ -225,7 +239,8 @@ class Checked:
         extra: dict[str, float] | None = None,
         bias: bool = True,
     ) -> None:
-        BUILT.append(dict(locals()))
+        BUILT.append({k: v for k, v in locals().items() if k not in ("self", "__class__")})
+        super().__init__(dim_in, llm_dim)
 '''
 
 
@@ -287,10 +302,11 @@ def test_missing_and_doubly_given_arguments(checked: Registry) -> None:
 
 
 def test_runtime_registration_and_the_loaded_hook() -> None:
-    class NotebookProjector:
+    class NotebookProjector(Projector):
         """Defined in a notebook cell."""
 
         def __init__(self, scale: float = 1.0) -> None:
+            super().__init__(1, 1)
             self.scale = scale
 
     class Recorder:
@@ -327,27 +343,93 @@ def test_module_level_shortcuts_use_the_process_registry(monkeypatch: pytest.Mon
     monkeypatch.setattr(zoo.registry, "_REGISTRY", None)
     assert zoo.get_registry() is zoo.get_registry()
 
-    def make_encoder(dim: int) -> dict:
+    class Sized(Encoder):
+        def __init__(self, dim: int) -> None:
+            super().__init__()
+            self.dim = dim
+
+    def make_encoder(dim: int) -> Encoder:
         """A factory works as well as a class."""
-        return {"dim": dim}
+        return Sized(dim)
 
-    zoo.register_component("encoder", "dict-encoder", make_encoder)
-    assert "dict-encoder" in {e.name for e in zoo.list_components("encoder")}
-    assert zoo.registry.build_component("encoder", "dict-encoder", {"dim": 3}) == {"dim": 3}
+    zoo.register_component("encoder", "factory-encoder", make_encoder)
+    assert "factory-encoder" in {e.name for e in zoo.list_components("encoder")}
+    assert zoo.registry.build_component("encoder", "factory-encoder", {"dim": 3}).dim == 3
     with pytest.raises(ComponentArgumentError, match="accepted arguments: dim"):
-        zoo.registry.validate_component_args("encoder", "dict-encoder", {"width": 3})
+        zoo.registry.validate_component_args("encoder", "factory-encoder", {"width": 3})
 
 
-def test_builtins_are_listed_from_the_core_entry_points() -> None:
-    entries = {(e.kind, e.name): e for e in Registry().list_components()}
-    for key in [
-        ("encoder", "clip-vision"),
-        ("projector", "macaw"),
-        ("projector", "s3"),
-        ("backbone", "causal-lm"),
-    ]:
-        assert entries[key].distribution == "zoo"
-        assert entries[key].target.startswith("zoo.components.")
+def test_a_factory_that_returns_something_else_is_a_contract_error() -> None:
+    registry = Registry()
+    registry.register("encoder", "dict-encoder", lambda dim: {"dim": dim})
+    with pytest.raises(
+        ContractError, match=r"returned a dict, not a zoo Encoder: make it return an instance"
+    ):
+        registry.build("encoder", "dict-encoder", {"dim": 3})
+
+
+NOT_COMPONENTS = {
+    "notcomp.py": '''
+        WIDTH = 768
+
+
+        class Settings:
+            """A plain class, not a component."""
+        ''',
+}
+
+
+def test_an_entry_point_that_is_not_a_component_says_what_to_change(site: Site) -> None:
+    encoders = {"settings": "notcomp:Settings", "width": "notcomp:WIDTH"}
+    site.install(
+        "zoo-notcomp",
+        "0.2",
+        {"zoo.encoders": encoders, "zoo.readers": {"width": "notcomp:WIDTH"}},
+        NOT_COMPONENTS,
+    )
+    registry = Registry()
+    assert {"settings", "width"} <= {e.name for e in registry.list_components("encoder")}  # listing is static
+    with pytest.raises(PluginLoadError) as caught:
+        registry.load("encoder", "settings")
+    assert "notcomp.Settings is not a subclass of zoo.components.base.Encoder: derive it from Encoder" in str(
+        caught.value
+    )
+    with pytest.raises(
+        PluginLoadError, match="it is an int, not a class or factory: point the entry point at"
+    ):
+        registry.load("encoder", "width")
+    with pytest.raises(PluginLoadError, match="it is an int, not a function or class"):
+        registry.load("reader", "width")
+    [info] = registry.plugins(["zoo-notcomp"])
+    assert set(info.errors) == {"encoder settings", "encoder width", "reader width"}
+
+
+def test_a_plugin_for_another_component_api_is_reported_and_refused(site: Site) -> None:
+    site.install(
+        "zoo-old", "0.3", {"zoo.projectors": {"old": "oldproj:Old"}, "zoo.api": {"version": "0"}},
+        {"oldproj.py": "raise ImportError('from zoo.components import gone')"},
+    )  # fmt: skip
+    registry = Registry()
+    [entry] = [e for e in registry.list_components("projector") if e.name == "old"]
+    assert entry.api == "0"
+    message = "zoo-old 0.3 targets zoo component API 0, but this zoo provides component API 1"
+    with pytest.raises(ComponentAPIError, match=message):
+        registry.build("projector", "old", {}, dim_in=2, llm_dim=2)
+    [info] = registry.plugins(["zoo-old"])
+    assert info.api == "0" and message in info.errors["projector old"]
+    assert "oldproj" not in sys.modules  # refused before importing it
+
+
+def test_the_core_declares_the_api_it_provides_and_lists_every_entry_point_it_installs() -> None:
+    core = importlib.metadata.distribution("zoo").entry_points
+    assert [ep.value for ep in core.select(group="zoo.api")] == [zoo.registry.COMPONENT_API]
+    listed = {(e.kind, e.name): e for e in Registry().list_components() if e.distribution == "zoo"}
+    for kind, group in zoo.registry.GROUPS.items():
+        for ep in core.select(group=group):
+            if kind != "recipe":
+                assert (listed[kind, ep.name].target, listed[kind, ep.name].api) == (ep.value, "1")
+    assert {name for kind, name in listed if kind == "recipe"} >= {"tiny", "s3-smol"}
+    assert {name for kind, name in listed if kind == "reader"} == {"s3", "m3it", "macaw", "llava", "shots"}
 
 
 def test_recipes_are_discovered_from_a_folder_in_a_distribution(site: Site) -> None:
@@ -374,6 +456,17 @@ def test_recipes_are_discovered_from_a_folder_in_a_distribution(site: Site) -> N
         registry.load("recipe", "beta")
 
 
+def test_a_recipe_folder_without_init_in_a_package_that_is_not_imported(site: Site) -> None:
+    files = {
+        "nsplug/__init__.py": "raise RuntimeError('listing recipes never imports the package')\n",
+        "nsplug/recipes/gamma.yaml": "description: Gamma.\nextends: tiny\n",
+    }
+    site.install("zoo-nsplug", "0.1", {"zoo.recipes": {"nsplug": "nsplug.recipes"}}, files)
+    [entry] = [e for e in Registry().list_components("recipe") if e.distribution == "zoo-nsplug"]
+    assert (entry.name, entry.description, entry.error) == ("gamma", "Gamma.", "")
+    assert "nsplug" not in sys.modules
+
+
 def test_description_is_read_through_reexports_and_editable_finders(
     site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -398,3 +491,28 @@ def test_description_is_read_through_reexports_and_editable_finders(
     }
     assert found == {"resampler": "Latents that attend to the features.", "inner": "Nested.", "gone": ""}
     assert not [name for name in sys.modules if name.startswith("edpkg")]
+
+
+def test_metrics_are_a_plugin_kind_looked_up_like_the_others(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"metricpkg.py": '''
+        def word_overlap(predictions, references):
+            """Fraction of reference words found in the prediction, averaged."""
+            return sum(len(set(p.split()) & set(r.split())) / len(set(r.split()))
+                       for p, r in zip(predictions, references)) / len(references)
+        '''}  # fmt: skip
+    site.install("zoo-metrics-x", "0.1", {"zoo.metrics": {"word-overlap": "metricpkg:word_overlap"}}, files)
+    monkeypatch.setattr(zoo.registry, "_REGISTRY", None)
+    [entry] = [e for e in zoo.list_components("metric") if e.distribution == "zoo-metrics-x"]
+    assert (entry.name, entry.description) == (
+        "word-overlap",
+        "Fraction of reference words found in the prediction, averaged.",
+    )
+    assert "metricpkg" not in sys.modules
+    metric = zoo.registry.load_component("metric", "word-overlap")
+    assert metric(["a red cube"], ["the red cube"]) == pytest.approx(2 / 3)
+    with pytest.raises(
+        UnknownComponentError, match=r"unknown metric 'word-overlab' \(did you mean 'word-overlap'\?\)"
+    ):
+        zoo.registry.load_component("metric", "word-overlab")

@@ -64,7 +64,7 @@ class _RegisterWhenTransformersLoads(importlib.abc.MetaPathFinder):
         def exec_then_register(module: Any) -> None:
             original_exec(module)
             try:
-                importlib.import_module("zoo.modeling")
+                _register_model_type()
             except Exception as error:  # never let zoo break `import transformers`
                 warnings.warn(
                     f"zoo could not register its model type with transformers: {error}", stacklevel=2
@@ -74,7 +74,18 @@ class _RegisterWhenTransformersLoads(importlib.abc.MetaPathFinder):
         return spec
 
 
-if "transformers" in sys.modules:
+def _register_model_type() -> None:
+    """Register the model (``zoo.modeling``) and then the processor (``zoo.processor``) with transformers.
+
+    A processor import that is itself what imported transformers registers when it finishes loading."""
     importlib.import_module("zoo.modeling")
+    if "zoo.processor" in sys.modules:
+        getattr(sys.modules["zoo.processor"], "register_with_auto_processor", lambda: None)()
+    else:
+        importlib.import_module("zoo.processor")
+
+
+if "transformers" in sys.modules:
+    _register_model_type()
 elif not any(isinstance(f, _RegisterWhenTransformersLoads) for f in sys.meta_path):
     sys.meta_path.insert(0, _RegisterWhenTransformersLoads())

@@ -10,13 +10,19 @@ import torch
 
 
 def load_model(target: str) -> Any:
-    """A model from a recipe name / YAML path, or from a folder written by ``save_pretrained``."""
+    """A model from a recipe name / YAML path, a folder written by ``save_pretrained``, or a Hub repo id
+    (``org/name``, pulled through ``zoo.hub``; a registered recipe of that name wins)."""
+    from zoo.hub.pull import is_repo_id
     from zoo.modeling import ZooModel
     from zoo.recipes_api import build
+    from zoo.registry import get_registry
 
     path = Path(target)
     if path.is_dir() and (path / "config.json").exists():
         return ZooModel.from_pretrained(path)
+    recipes = {entry.name for entry in get_registry().list_components("recipe")}
+    if target not in recipes and is_repo_id(target):
+        return ZooModel.from_pretrained(target)
     return build(target)
 
 

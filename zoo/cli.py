@@ -16,7 +16,17 @@ from dataclasses import asdict, dataclass
 
 from zoo import __version__
 from zoo.errors import ComponentConflictError, ZooError
-from zoo.registry import KINDS, PREFER_ENV, ComponentEntry, Registry, get_registry
+from zoo.registry import (
+    API_DECLARATION,
+    COMPONENT_API,
+    KINDS,
+    PREFER_ENV,
+    RUNTIME,
+    ComponentEntry,
+    PluginInfo,
+    Registry,
+    get_registry,
+)
 
 
 @dataclass(frozen=True)
@@ -94,17 +104,36 @@ def add_plugins_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_plugins(args: argparse.Namespace) -> int:
-    infos = get_registry().plugins(args.distributions or None)
+    from zoo.recipes_api import recipe_problem
+
+    infos = get_registry().plugins(args.distributions or None, check_recipe=recipe_problem)
     if not infos:
         wanted = ", ".join(args.distributions) or "any distribution"
         print(f"no zoo components found in {wanted}", file=sys.stderr)
         return 1
     for info in infos:
         status = "OK" if info.ok else f"{len(info.errors)} of {len(info.components)} failed to load"
-        print(f"{info.distribution} {info.version}".rstrip() + f": {status}")
+        print(f"{info.distribution} {info.version}".rstrip() + f"{_api_note(info)}: {status}")
         rows = [(e.kind, e.name, info.errors.get(f"{e.kind} {e.name}", "OK")) for e in info.components]
         print(format_table(rows, indent="  "))
+    undeclared = [i.distribution for i in infos if not i.api and i.distribution != RUNTIME]
+    if undeclared:
+        print(
+            f"\nnote: {', '.join(undeclared)} declare(s) no component API version: add {API_DECLARATION} "
+            "to the pyproject.toml once the components pass the conformance kit (docs/testing.md)"
+        )
     return 0 if all(info.ok for info in infos) else 1
+
+
+def _api_note(info: PluginInfo) -> str:
+    """`` (component API 1)``, or what is wrong with the declaration."""
+    if info.distribution == RUNTIME:
+        return ""
+    if not info.api:
+        return " (component API: not declared)"
+    if info.api != COMPONENT_API:
+        return f" (component API {info.api}; this zoo provides {COMPONENT_API})"
+    return f" (component API {info.api})"
 
 
 # --- zoo info -------------------------------------------------------------------------------------------
@@ -123,6 +152,64 @@ def run_info(args: argparse.Namespace) -> int:
     stage = int(args.stage) if args.stage is not None and args.stage.isdigit() else args.stage
     info = recipe_info(args.recipe, stage=stage)
     print(json.dumps(info.to_dict(), indent=2) if args.json else format_info(info))
+    return 0
+
+
+# --- zoo push ------------------------------------------------------------------------------------------
+
+
+def add_push_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", metavar="DIR", help="a folder written by save_pretrained or `zoo train`")
+    parser.add_argument("repo_id", metavar="REPO_ID", help="the Hub repo, org/name (created if missing)")
+    parser.add_argument(
+        "--revision", metavar="BRANCH", help="push to this branch (created from main if missing)"
+    )
+    parser.add_argument("--private", action="store_true", help="create the repo private")
+    parser.add_argument(
+        "--merged", action="store_true", help="a standalone export: LoRA merged, every weight included"
+    )
+    parser.add_argument("--message", "-m", help="the commit message")
+    parser.add_argument("--license", help="the card's license id (default: derived from the components')")
+
+
+def run_push(args: argparse.Namespace) -> int:
+    """Push a checkpoint folder; the token is read by huggingface_hub (HF_TOKEN or `hf auth login`)."""
+    from zoo.hub import push
+
+    commit = push(
+        args.folder,
+        args.repo_id,
+        revision=args.revision,
+        private=args.private,
+        merged=args.merged,
+        commit_message=args.message,
+        license=args.license,
+    )
+    print(f"pushed {args.folder} to {args.repo_id}@{args.revision or 'main'}: commit {commit.oid}")
+    print(commit.commit_url)
+    return 0
+
+
+# --- zoo new-plugin -----------------------------------------------------------------------------------------
+
+PLUGIN_KINDS = ("encoder", "projector", "backbone", "recipe", "reader", "metric")
+
+
+def add_new_plugin_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="distribution name, e.g. zoo-pool (imported as zoo_pool)")
+    parser.add_argument("--kind", required=True, choices=PLUGIN_KINDS, help="what the package adds")
+    parser.add_argument("--output", help="folder to write (default: ./NAME; must not exist or be empty)")
+
+
+def run_new_plugin(args: argparse.Namespace) -> int:
+    from zoo.scaffold import new_plugin, plugin_names
+
+    root = new_plugin(args.name, args.kind, args.output)
+    names = plugin_names(args.name)
+    print(f"wrote {root}/ ({args.kind} '{names.component}' of {names.distribution}):")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        print(f"  {path.relative_to(root)}")
+    print(f"\nnext:\n  pip install -e {root}\n  (cd {root} && pytest)\n  zoo list --kind {args.kind}")
     return 0
 
 
@@ -147,6 +234,18 @@ COMMANDS: list[Command] = [
         run_info,
     ),
     Command("chat", "ask a recipe or checkpoint about an image / audio / video", *_model_commands("chat")),
+    Command(
+        "push",
+        "push a checkpoint folder to the Hugging Face Hub (delta, or --merged)",
+        add_push_arguments,
+        run_push,
+    ),
+    Command(
+        "new-plugin",
+        "write a plugin package (entry point, component, recipe, README, conformance tests)",
+        add_new_plugin_arguments,
+        run_new_plugin,
+    ),
 ]
 
 

@@ -6,7 +6,10 @@ import argparse
 
 
 def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", help="recipe name, recipe YAML, or a folder written by save_pretrained")
+    parser.add_argument(
+        "target",
+        help="recipe name, recipe YAML, a folder written by save_pretrained, or a Hub repo id (org/name)",
+    )
     parser.add_argument("--image", help="an image file to ask about")
     parser.add_argument("--audio", help="an audio file to ask about (resampled to 16 kHz)")
     parser.add_argument("--video", help="a video file (decoded with PyAV) or a folder of frame images")

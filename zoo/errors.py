@@ -22,6 +22,19 @@ class PluginLoadError(ZooError):
     """A plugin's module could not be imported or its entry point is malformed."""
 
 
+class ComponentAPIError(PluginLoadError):
+    """A plugin written for another component API version than the one this zoo provides."""
+
+
+class ContractError(ZooError):
+    """Something registered as a component that breaks the component contract (not a component, an
+    output shape or length that differs from what it declares); the message says what to change."""
+
+
+class ScaffoldError(ZooError, ValueError):
+    """``zoo new-plugin`` cannot write the package (a name that is not a package name, a folder in the way)."""
+
+
 class ComponentArgumentError(ZooError, TypeError):
     """A component was given an argument it does not accept, or of the wrong type."""
 
@@ -60,3 +73,7 @@ class FailureRateError(DataError):
 
 class CheckpointError(ZooError, OSError):
     """A saved model folder that cannot be loaded: incomplete, corrupted, or tensors that do not fit."""
+
+
+class HubError(ZooError, OSError):
+    """A Hub repo that cannot be pushed or loaded: not a zoo checkpoint, missing plugin, bad file, no network."""

@@ -14,7 +14,10 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import itertools
+import math
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +29,17 @@ import numpy as np
 from zoo.errors import MediaError
 
 _BASE64_MIN_LENGTH = 64
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}|[A-Za-z0-9_-]+={0,2}")
+_SPACE = re.compile(r"\s")
 FRAME_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 CACHE_ENV = "ZOO_MEDIA_CACHE"
+# An image (or video frame) with more pixels than this is refused before it is decoded: a few kilobytes of
+# PNG can declare gigapixels (a decompression bomb). 8192 x 8192; PIL's own limit is higher.
+MAX_IMAGE_PIXELS = int(os.environ.get("ZOO_MAX_IMAGE_PIXELS", 8192 * 8192))
+# Audio longer than this is refused before it is decoded, unless the caller gives its own limit.
+MAX_AUDIO_SECONDS = float(os.environ.get("ZOO_MAX_AUDIO_SECONDS", 3600))
+MAX_SAMPLING_RATE = 1_000_000  # above any real recording (768 kHz is the highest in use)
+_AUDIO_BLOCK_SECONDS = 10  # audio is decoded, mixed to mono and resampled block by block
 
 
 def describe(item: Any) -> str:
@@ -54,11 +66,14 @@ def resolve_url(url: str, cache_dir: str | Path | None = None) -> Path:
     A web URL ``https://host/a/b.jpg`` maps to ``CACHE/host/a/b.jpg`` (the layout ``wget -x`` writes).
     Nothing is downloaded: an uncached URL raises ``MediaError``.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # e.g. "http://[x/a.jpg": an unclosed IPv6 bracket
+        raise MediaError(f"{describe(url)} is not a valid URL ({error})") from None
     if parts.scheme == "file":
         return Path(unquote(parts.path))
     cached = media_cache_dir(cache_dir) / parts.netloc / unquote(parts.path).lstrip("/")
-    if not cached.is_file():
+    if not is_file(cached):
         raise MediaError(
             f"{describe(url)} is not in the local media cache (looked for {cached}); nothing is downloaded: "
             f"fetch it into the cache folder (${CACHE_ENV} or cache_dir) first"
@@ -66,38 +81,86 @@ def resolve_url(url: str, cache_dir: str | Path | None = None) -> Path:
     return cached
 
 
-def _looks_like_base64(text: str) -> bool:
-    return len(text) >= _BASE64_MIN_LENGTH and "/" not in text[:8] and not Path(text[:255]).suffix
+def is_file(path: str | Path) -> bool:
+    """Whether ``path`` is a file; a name the OS cannot even look up (too long, NUL byte) is not one."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a folder; a name the OS cannot look up is not one."""
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def expand_user(text: str) -> Path:
+    """``Path(text).expanduser()``, with an unknown ``~user`` as a ``MediaError``."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as error:  # "Could not determine home directory" for ~nosuchuser
+        raise MediaError(f"{describe(text)}: {error}") from None
+
+
+def base64_payload(text: str) -> str | None:
+    """The base64 text of a ``data:`` URL or of a bare base64 string (line breaks allowed), else None.
+
+    Base64 uses no ``.``, so a file name with an extension is never taken for it; a bare string counts
+    only from 64 characters on (JPEG's ``/9j/4AAQ…`` starts like a path and is base64 all the same).
+    """
+    if text.startswith("data:"):
+        header, sep, payload = text.partition(",")
+        return "".join(payload.split()) if sep and header.endswith(";base64") else None
+    if len(text) < _BASE64_MIN_LENGTH:
+        return None
+    compact = "".join(text.split()) if _SPACE.search(text) else text
+    return compact if _BASE64.fullmatch(compact) else None
 
 
 def local_path(item: Any, modality: str, cache_dir: str | Path | None = None) -> Path | None:
     """The file a path or URL item names (checked to exist), or ``None`` for bytes/base64/in-memory items."""
-    if not isinstance(item, (str, Path)):
-        return None
-    text = str(item)
-    if text.startswith(("file://", "http://", "https://")):
-        path = resolve_url(text, cache_dir)
-    elif text.startswith("data:") or (_looks_like_base64(text) and not Path(text[:4096]).exists()):
-        return None
+    if isinstance(item, Path):
+        path = item
+    elif isinstance(item, str):
+        if item.startswith(("file://", "http://", "https://")):
+            path = resolve_url(item, cache_dir)
+        elif item.startswith("data:") or (base64_payload(item) is not None and not is_file(item)):
+            return None
+        else:
+            path = expand_user(item)
     else:
-        path = Path(text).expanduser()
-    if not path.is_file():
+        return None
+    if not is_file(path):
+        if isinstance(item, str) and len(item) >= _BASE64_MIN_LENGTH and not Path(item[-255:]).suffix:
+            raise MediaError(f"{modality} {describe(item)}: neither an existing file nor valid base64")
         raise MediaError(f"{modality} {describe(item)}: no such file")
     return path
 
 
-def read_bytes(item: str | Path | bytes, modality: str, cache_dir: str | Path | None = None) -> bytes:
+def read_bytes(item: Any, modality: str, cache_dir: str | Path | None = None) -> bytes:
     """Raw bytes of a media item: a path, a URL cached locally, base64 (optionally a data: URL) or bytes."""
-    if isinstance(item, bytes):
-        return item
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    if not isinstance(item, (str, Path)):
+        raise MediaError(
+            f"{modality} {describe(item)}: expected a path, URL, base64 string or bytes, got {type(item).__name__}"
+        )
     path = local_path(item, modality, cache_dir)
     if path is not None:
-        return path.read_bytes()
-    text = str(item)
-    if text.startswith("data:") and "," in text:
-        text = text.split(",", 1)[1]
+        try:
+            return path.read_bytes()
+        except OSError as error:
+            raise MediaError(f"{modality} {describe(item)}: cannot be read ({error})") from None
+    payload = base64_payload(str(item))
+    if payload is None:
+        raise MediaError(f"{modality} {describe(item)}: a data: URL that is not base64")
     try:
-        return base64.b64decode(text, validate=True)
+        if "-" in payload or "_" in payload:
+            return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        return base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
     except (binascii.Error, ValueError) as error:
         raise MediaError(
             f"{modality} {describe(item)}: neither an existing file nor valid base64 ({error})"
@@ -105,22 +168,49 @@ def read_bytes(item: str | Path | bytes, modality: str, cache_dir: str | Path | 
 
 
 # -- images -----------------------------------------------------------------------------------------------
-def load_image(item: Any, cache_dir: str | Path | None = None) -> Any:
-    """An RGB ``PIL.Image`` from a PIL image, numpy array, path, URL, base64 string or bytes."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+def load_image(item: Any, cache_dir: str | Path | None = None, max_pixels: int | None = None) -> Any:
+    """An RGB ``PIL.Image`` from a PIL image, numpy array, path, URL, base64 string or bytes.
 
+    PNG, JPEG, WebP, GIF (first frame), BMP… as PIL reads them. An image of more than ``max_pixels``
+    (default ``MAX_IMAGE_PIXELS``) is refused from its header, before it is decoded.
+    """
+    from PIL import Image
+
+    budget = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     if isinstance(item, Image.Image):
-        image = item
-    elif isinstance(item, np.ndarray):
-        image = Image.fromarray(item)
-    else:
-        try:
+        _check_pixels(item.size, budget, item)
+        return _to_rgb(item, item)
+    try:
+        if isinstance(item, np.ndarray):
+            _check_pixels(item.shape[1::-1] if item.ndim >= 2 else (item.size, 1), budget, item)
+            image = Image.fromarray(item)
+        else:
             image = Image.open(io.BytesIO(read_bytes(item, "image", cache_dir)))
+            _check_pixels(image.size, budget, item)
             image.load()
-        except (UnidentifiedImageError, OSError, ValueError) as error:
-            if isinstance(error, MediaError):
-                raise
-            raise MediaError(f"image {describe(item)}: cannot be decoded ({error})") from None
+        return _to_rgb(image, item)
+    except MediaError:
+        raise
+    except Image.DecompressionBombError as error:  # past PIL's own (higher) limit: refused from the header
+        raise MediaError(f"image {describe(item)}: {error} (ZOO_MAX_IMAGE_PIXELS is {budget})") from None
+    except Exception as error:  # PIL raises many types on corrupt data; each is this image's fault
+        raise MediaError(f"image {describe(item)}: cannot be decoded ({_name(error)})") from None
+
+
+def _check_pixels(size: tuple[int, int], budget: int, item: Any) -> None:
+    width, height = size
+    if width * height > budget:
+        raise MediaError(
+            f"image {describe(item)}: {width}x{height} pixels is more than the limit of {budget} "
+            "(a decompression bomb, or an image to downscale first; ZOO_MAX_IMAGE_PIXELS sets the limit)"
+        )
+    if width < 1 or height < 1:
+        raise MediaError(f"image {describe(item)}: has no pixels ({width}x{height})")
+
+
+def _to_rgb(image: Any, item: Any) -> Any:
+    from PIL import Image, ImageOps
+
     image = ImageOps.exif_transpose(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         background = Image.new("RGB", image.size, (255, 255, 255))  # transparent pixels become white
@@ -129,68 +219,199 @@ def load_image(item: Any, cache_dir: str | Path | None = None) -> Any:
     return image.convert("RGB")
 
 
+def _name(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
+
+
 # -- audio ------------------------------------------------------------------------------------------------
-def load_audio(item: Any, sampling_rate: int = 16000, cache_dir: str | Path | None = None) -> np.ndarray:
+def load_audio(
+    item: Any,
+    sampling_rate: int = 16000,
+    cache_dir: str | Path | None = None,
+    *,
+    max_seconds: float | None = None,
+    truncate: bool = False,
+) -> np.ndarray:
     """A mono float32 waveform at ``sampling_rate`` from an array, path, URL, base64 string or bytes.
 
     A bare array is taken to be at ``sampling_rate`` already; ``(array, rate)`` tuples are resampled.
+    Files are decoded, mixed to mono and resampled block by block (soxr, whose cost does not depend on the
+    ratio of the rates), so memory follows the output, not the file. A clip longer than ``max_seconds``
+    (default ``MAX_AUDIO_SECONDS``) is a ``MediaError`` found from the header before decoding, or with
+    ``truncate`` its first ``max_seconds`` (with a warning). NaN or infinite samples are a ``MediaError``.
     """
+    target = _check_rate(sampling_rate, item, "target sampling rate")
+    limit = MAX_AUDIO_SECONDS if max_seconds is None else float(max_seconds)
     if isinstance(item, tuple) and len(item) == 2:
-        waveform, rate = np.asarray(item[0], dtype=np.float32), int(item[1])
+        rate = _check_rate(item[1], item, "sampling rate")
+        waveform = _as_waveform(item[0], item)
     elif isinstance(item, np.ndarray):
-        waveform, rate = item.astype(np.float32, copy=False), sampling_rate
+        rate, waveform = target, _as_waveform(item, item)
     else:
-        waveform, rate = _decode_audio(item, cache_dir)
-    if waveform.ndim == 2:  # soundfile gives [frames, channels]
-        waveform = waveform.mean(axis=1)
+        return _decode_audio(item, target, limit, truncate, cache_dir)
+    waveform = _fit_duration(waveform, rate, limit, truncate, item)
+    _check_finite(waveform, item)
+    return resample(waveform, rate, target)
+
+
+def _check_rate(rate: Any, item: Any, what: str) -> int:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
+        raise MediaError(f"audio {describe(item)}: {what} must be a number of Hz, got {type(rate).__name__}")
+    whole = isinstance(rate, (int, np.integer)) or (math.isfinite(rate) and float(rate).is_integer())
+    if not whole or not 1 <= rate <= MAX_SAMPLING_RATE:  # ints are compared exactly (10**400 too)
+        raise MediaError(
+            f"audio {describe(item)}: {what} {rate!r:.40} is not a whole number of Hz in 1..{MAX_SAMPLING_RATE}"
+        )
+    return int(rate)
+
+
+def _as_waveform(data: Any, item: Any) -> np.ndarray:
+    try:
+        waveform = np.asarray(data, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise MediaError(f"audio {describe(item)}: not an array of samples ({error})") from None
+    if waveform.ndim == 2:  # soundfile's layout: [frames, channels]
+        waveform = waveform.mean(axis=1, dtype=np.float32)
     if waveform.ndim != 1 or waveform.size == 0:
         raise MediaError(f"audio {describe(item)}: expected a non-empty mono or multi-channel waveform")
-    return _resample(waveform, rate, sampling_rate) if rate != sampling_rate else waveform
+    return waveform
 
 
-def _decode_audio(item: Any, cache_dir: str | Path | None) -> tuple[np.ndarray, int]:
+def _check_finite(waveform: np.ndarray, item: Any) -> None:
+    if not np.isfinite(waveform).all():
+        bad = int(np.count_nonzero(~np.isfinite(waveform)))
+        raise MediaError(f"audio {describe(item)}: {bad} samples are NaN or infinite")
+
+
+def _too_long(seconds: float, limit: float, item: Any) -> MediaError:
+    return MediaError(
+        f"audio {describe(item)}: {seconds:.1f}s is longer than the {limit:g}s this encoder takes "
+        "(see the encoder's long_audio / max_audio_chunks arguments)"
+    )
+
+
+def _fit_duration(waveform: np.ndarray, rate: int, limit: float, truncate: bool, item: Any) -> np.ndarray:
+    seconds = waveform.size / rate
+    if seconds <= limit:
+        return waveform
+    if not truncate:
+        raise _too_long(seconds, limit, item)
+    _warn_truncated(seconds, limit)
+    return waveform[: int(limit * rate)]
+
+
+def _warn_truncated(seconds: float, limit: float) -> None:
+    import logging
+    import warnings
+
+    message = f"audio clip of {seconds:.1f}s truncated to its first {limit:.0f}s (long_audio: truncate)"
+    warnings.warn(message, stacklevel=4)
+    logging.getLogger("zoo").warning(message)
+
+
+def resample(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """``waveform`` from ``rate`` to ``target`` Hz with soxr (time and memory linear in the samples, for any
+    pair of rates: torchaudio's sinc kernels grow with ``rate / gcd(rate, target)``)."""
+    if rate == target:
+        return np.ascontiguousarray(waveform, dtype=np.float32)
+    import soxr
+
+    return soxr.resample(np.ascontiguousarray(waveform, dtype=np.float32), rate, target, quality="HQ")
+
+
+def _decode_audio(
+    item: Any, target: int, limit: float, truncate: bool, cache_dir: str | Path | None
+) -> np.ndarray:
     """soundfile for audio files (WAV, FLAC, OGG, MP3); PyAV for the audio track of a video (Macaw's
     audio-with-video samples point at the MP4 itself)."""
     import soundfile
 
-    data = read_bytes(item, "audio", cache_dir)
+    path = local_path(item, "audio", cache_dir)  # a file is read from disk block by block, never whole
+    source: Any = str(path) if path is not None else io.BytesIO(read_bytes(item, "audio", cache_dir))
     try:
-        waveform, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=False)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
-        track = _audio_track(data)
-        if track is None:
-            raise MediaError(f"audio {describe(item)}: cannot be decoded ({error})") from None
-        return track
-    return waveform, int(rate)
+        sound = soundfile.SoundFile(source)
+    except Exception as error:  # libsndfile cannot read it: maybe a container with an audio track
+        return _audio_track(source, item, target, limit, truncate, error)
+    with sound:
+        rate = _check_rate(sound.samplerate, item, "sampling rate")
+        if sound.frames > 0 and sound.frames / rate > limit:
+            if not truncate:
+                raise _too_long(sound.frames / rate, limit, item)
+            _warn_truncated(sound.frames / rate, limit)
+        try:
+            blocks = sound.blocks(blocksize=rate * _AUDIO_BLOCK_SECONDS, dtype="float32", always_2d=True)
+            return _stream_resample(blocks, rate, target, limit, truncate, item)
+        except MediaError:
+            raise
+        except Exception as error:
+            raise MediaError(f"audio {describe(item)}: cannot be decoded ({_name(error)})") from None
 
 
-def _audio_track(data: bytes) -> tuple[np.ndarray, int] | None:
-    """The first audio stream of a container (e.g. an MP4's soundtrack) as mono float32, or None."""
+def _stream_resample(
+    blocks: Iterator[np.ndarray], rate: int, target: int, limit: float, truncate: bool, item: Any
+) -> np.ndarray:
+    """Blocks ``[frames, channels]`` mixed to mono, checked, resampled with one soxr stream, joined."""
+    import soxr
+
+    stream = soxr.ResampleStream(rate, target, 1, dtype="float32", quality="HQ") if rate != target else None
+    budget = int(limit * rate)
+    taken = 0
+    out: list[np.ndarray] = []
+    for block in blocks:
+        mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+        if taken + mono.size > budget:
+            if not truncate:
+                raise _too_long((taken + mono.size) / rate, limit, item)
+            mono = mono[: budget - taken]
+        _check_finite(mono, item)
+        taken += mono.size
+        out.append(stream.resample_chunk(mono, last=False) if stream else mono.copy())
+        if taken >= budget:
+            break
+    if taken == 0:
+        raise MediaError(f"audio {describe(item)}: the file holds no samples")
+    if stream is not None:
+        out.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def _audio_track(
+    source: Any, item: Any, target: int, limit: float, truncate: bool, cause: BaseException
+) -> np.ndarray:
+    """The first audio stream of a container (e.g. an MP4's soundtrack), decoded by FFmpeg straight to mono
+    float32 at ``target`` Hz, frame by frame, stopping at ``limit`` seconds."""
     import av
 
+    budget = int(limit * target)
+    chunks: list[np.ndarray] = []
+    taken = 0
     try:
-        with av.open(io.BytesIO(data)) as container:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        with av.open(source) as container:
             if not container.streams.audio:
-                return None
+                raise MediaError(f"audio {describe(item)}: cannot be decoded ({_name(cause)})")
             stream = container.streams.audio[0]
-            to_mono = av.AudioResampler(format="flt", layout="mono", rate=stream.rate)
-            chunks = [
-                converted.to_ndarray().reshape(-1)
-                for frame in container.decode(stream)
-                for converted in to_mono.resample(frame)
-            ]
-            chunks += [converted.to_ndarray().reshape(-1) for converted in to_mono.resample(None)]
-    except (av.FFmpegError, ValueError):
-        return None
-    return (np.concatenate(chunks).astype(np.float32), int(stream.rate)) if chunks else None
-
-
-def _resample(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
-    import torch
-    import torchaudio.functional
-
-    tensor = torch.from_numpy(np.ascontiguousarray(waveform))
-    return torchaudio.functional.resample(tensor, rate, target).numpy()
+            to_mono = av.AudioResampler(format="flt", layout="mono", rate=target)
+            frames = (c for frame in container.decode(stream) for c in to_mono.resample(frame))
+            for converted in itertools.chain(frames, to_mono.resample(None)):
+                chunk = converted.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                _check_finite(chunk, item)
+                chunks.append(chunk)
+                taken += chunk.size
+                if taken > budget:
+                    if not truncate:
+                        raise _too_long(taken / target, limit, item)
+                    _warn_truncated(taken / target, limit)
+                    break
+    except MediaError:
+        raise
+    except Exception:  # FFmpeg cannot read it either: report what soundfile said
+        raise MediaError(f"audio {describe(item)}: cannot be decoded ({_name(cause)})") from None
+    if not chunks:
+        raise MediaError(f"audio {describe(item)}: the audio track holds no samples")
+    return np.concatenate(chunks)[:budget]
 
 
 # -- video ------------------------------------------------------------------------------------------------
@@ -230,15 +451,27 @@ def read_video(
     """
     import av
 
-    if num_frames < 1:
-        raise MediaError(f"video {describe(item)}: num_frames must be >= 1, got {num_frames}")
+    num_frames = _check_num_frames(num_frames, item)
     path = local_path(item, "video", cache_dir)
     source = str(path) if path is not None else io.BytesIO(read_bytes(item, "video", cache_dir))
     try:
         with av.open(source) as container:
             return _sample_container(container, item, num_frames, start, end)
-    except av.FFmpegError as error:
-        raise MediaError(f"video {describe(item)}: cannot be decoded ({error})") from None
+    except MediaError:
+        raise
+    except Exception as error:  # FFmpeg errors, and what PyAV raises on a broken stream's values
+        raise MediaError(f"video {describe(item)}: cannot be decoded ({_name(error)})") from None
+
+
+MAX_FRAMES = 1024  # frames sampled from one video item
+
+
+def _check_num_frames(num_frames: Any, item: Any) -> int:
+    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or not 1 <= num_frames <= MAX_FRAMES:
+        raise MediaError(
+            f"video {describe(item)}: num_frames must be an integer in 1..{MAX_FRAMES}, got {num_frames!r}"
+        )
+    return num_frames
 
 
 def _sample_container(
@@ -247,6 +480,12 @@ def _sample_container(
     if not container.streams.video:
         raise MediaError(f"video {describe(item)}: the file has no video stream")
     stream = container.streams.video[0]
+    width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+    if width * height > MAX_IMAGE_PIXELS:
+        raise MediaError(
+            f"video {describe(item)}: frames of {width}x{height} pixels are more than the limit of "
+            f"{MAX_IMAGE_PIXELS} (ZOO_MAX_IMAGE_PIXELS)"
+        )
     base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
     duration = _duration(container, stream)
     first, last = _check_range(item, start, end, duration)
@@ -268,18 +507,21 @@ def _sample_container(
 
 
 def _duration(container: Any, stream: Any) -> float:
-    if stream.duration:
-        return float(stream.duration * stream.time_base)
-    if container.duration:
+    duration = None
+    if stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration:
         import av
 
-        return container.duration / av.time_base
-    raise MediaError("video stream has no known duration")
+        duration = container.duration / av.time_base
+    if duration is None or not math.isfinite(duration) or duration <= 0:
+        raise MediaError("video stream has no known duration")
+    return duration
 
 
 def _check_range(item: Any, start: float | None, end: float | None, duration: float) -> tuple[float, float]:
-    first = 0.0 if start is None else float(start)
-    last = duration if end is None else min(float(end), duration)
+    first = 0.0 if start is None else _seconds(start, item)
+    last = duration if end is None else min(_seconds(end, item), duration)
     if first < 0 or first >= duration:
         raise MediaError(f"video {describe(item)}: start {first}s is outside the video (0..{duration:.3f}s)")
     if last <= first:
@@ -376,6 +618,21 @@ class _Sampler:
             self.keyframes.sort()
 
 
+def _seconds(value: Any, item: Any) -> float:
+    """A time in seconds: a finite number (``10**400`` or NaN is a ``MediaError``, not an overflow)."""
+    if isinstance(value, bool):
+        raise MediaError(f"video range {describe(item)}: start/end must be numbers of seconds, got a bool")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise MediaError(
+            f"video range {describe(item)}: start/end must be numbers of seconds, got {value!r:.40}"
+        ) from None
+    if not math.isfinite(seconds):
+        raise MediaError(f"video range {describe(item)}: start/end must be finite, got {value!r}")
+    return seconds
+
+
 def load_video(item: Any, num_frames: int | None = None, cache_dir: str | Path | None = None) -> list[Any]:
     """Frames of a video: ``num_frames`` sampled uniformly (all of them for frame lists when ``None``).
 
@@ -385,7 +642,7 @@ def load_video(item: Any, num_frames: int | None = None, cache_dir: str | Path |
     """
     if isinstance(item, dict):
         return _load_range(item, num_frames, cache_dir)
-    if isinstance(item, (str, Path)) and not str(item).startswith(("http", "file:")) and Path(item).is_dir():
+    if isinstance(item, (str, Path)) and not str(item).startswith(("http", "file:")) and is_dir(item):
         frames = sorted(p for p in Path(item).iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
         if not frames:
             raise MediaError(f"video {describe(item)}: the folder holds no image frames")
@@ -403,15 +660,16 @@ def load_video(item: Any, num_frames: int | None = None, cache_dir: str | Path |
 def _load_range(item: dict, num_frames: int | None, cache_dir: str | Path | None) -> list[Any]:
     if "video" not in item:
         raise MediaError(f"video range {item!r}: needs a `video` file and optional `start`/`end` seconds")
-    try:
-        start = None if item.get("start") is None else float(item["start"])
-        end = None if item.get("end") is None else float(item["end"])
-    except (TypeError, ValueError):
-        raise MediaError(f"video range {describe(item)}: start/end must be numbers of seconds") from None
+    start = None if item.get("start") is None else _seconds(item["start"], item)
+    end = None if item.get("end") is None else _seconds(item["end"], item)
     return read_video(item["video"], num_frames or 8, start, end, cache_dir).frames
 
 
 def _pick_frames(frames: list[Any], num_frames: int | None, cache_dir: str | Path | None) -> list[Any]:
+    if num_frames is not None:
+        num_frames = _check_num_frames(num_frames, frames)
+    elif len(frames) > MAX_FRAMES:
+        raise MediaError(f"video of {len(frames)} frames: more than {MAX_FRAMES}; give num_frames to sample")
     chosen = frames if num_frames is None else [frames[i] for i in uniform_indices(len(frames), num_frames)]
     return [load_image(frame, cache_dir) for frame in chosen]
 

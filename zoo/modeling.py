@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +110,33 @@ class ZooConfig(PretrainedConfig):
 def _build(kind: str, spec: dict, load_weights: bool, **extra: Any) -> nn.Module:
     from zoo.registry import build_component, get_registry
 
+    # A config records the distribution that provided each component: a plugin installed later that
+    # registers the same name does not make a saved model ambiguous.
+    spec = get_registry().own_spec(kind, spec, spec.get("distribution") or "")
     cls = get_registry().load(kind, spec["name"])
     accepted = inspect.signature(cls.__init__).parameters
     weight_fields = {k: spec[k] for k in ("source", "revision") if spec.get(k) is not None}
     if "load_weights" in accepted:
         weight_fields["load_weights"] = load_weights
     return build_component(kind, spec["name"], dict(spec.get("args") or {}), **weight_fields, **extra)
+
+
+def _pin_hub_sources(config: ZooConfig) -> None:
+    """Rewrite every Hub weight source of ``config`` as ``org/name@<commit>`` before it is built, so the
+    config records the exact revision whose weights the model holds (``main`` may move on later)."""
+    from zoo.weights import pin_revision
+
+    specs = [config.backbone, *config.encoders.values(), *config.projectors.values()]
+    specs += [
+        s["args"]["frame_encoder"]
+        for s in config.encoders.values()
+        if isinstance((s.get("args") or {}).get("frame_encoder"), dict)
+    ]
+    for spec in specs:
+        if spec.get("source"):
+            pinned = pin_revision(spec["source"], spec.get("revision"))
+            if pinned is not None:
+                spec["source"], spec["revision"] = pinned, None
 
 
 def add_recipe_tokens(tokenizer: Any, config: ZooConfig) -> dict[str, int]:
@@ -139,6 +161,8 @@ class ZooModel(PreTrainedModel, GenerationMixin):
         # Every parameter trained under an applied stage (filled by training_plan.apply_stage): with the
         # recipe tokens' rows and the components that have no weight source, what a checkpoint holds.
         self.trained_parameter_names: set[str] = set()
+        if load_weights:
+            _pin_hub_sources(config)
         self.backbone: Backbone = _build("backbone", config.backbone, load_weights)
         config.text_config = self.backbone.model.config
         self.encoders, shared = self._build_encoders(load_weights)
@@ -403,9 +427,42 @@ class ZooModel(PreTrainedModel, GenerationMixin):
         write_manifest(folder, "delta")
 
     def _save_tokenizer(self, folder: Path) -> None:
+        """The tokenizer with the recipe tokens and chat template, and the processor that goes with it
+        (``processor_config.json``: ``AutoProcessor.from_pretrained(folder)`` reads it back)."""
+        from zoo.processor import ZooProcessor
+
         if self.get_input_embeddings().weight.is_meta and self._tokenizer_for_ids() is None:
             return  # a meta build whose tokenizer is not on disk: nothing to save
-        self.tokenizer.save_pretrained(folder)
+        ZooProcessor.from_model(self).save_pretrained(folder)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        private: bool | None = None,
+        merged: bool = False,
+        commit_message: str | None = None,
+        token: str | None = None,
+        license: str | None = None,
+        **unsupported: Any,
+    ) -> Any:
+        """Push this model as a zoo checkpoint: exactly what ``zoo.hub.push`` pushes (pinned config, the delta
+        or with ``merged`` a standalone export, tokenizer, processor, model card), in one commit."""
+        from zoo.hub.push import push
+
+        if unsupported:
+            raise TypeError(f"ZooModel.push_to_hub does not take {sorted(unsupported)} (see zoo.hub.push)")
+        return push(
+            self,
+            repo_id,
+            revision=revision,
+            private=bool(private),
+            merged=merged,
+            commit_message=commit_message,
+            token=token,
+            license=license,
+        )
 
     @classmethod
     def from_pretrained(
@@ -421,10 +478,20 @@ class ZooModel(PreTrainedModel, GenerationMixin):
 
         if model_args:
             raise TypeError(f"ZooModel.from_pretrained takes no positional model arguments, got {model_args}")
+        from zoo.errors import HubError, ZooError
+
         device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        folder = _local_folder(pretrained_model_name_or_path, kwargs.pop("revision", None))
-        manifest = read_manifest(folder)
-        model = cls._rebuild(folder, full=manifest["weights"] == "full")
+        revision = kwargs.pop("revision", None)
+        hub_options = {key: kwargs.pop(key) for key in ("token", "force_download") if key in kwargs}
+        folder = _local_folder(pretrained_model_name_or_path, revision, **hub_options)
+        try:
+            manifest = read_manifest(folder)
+            model = cls._rebuild(folder, full=manifest["weights"] == "full")
+        except ZooError as error:
+            if Path(pretrained_model_name_or_path).expanduser().is_dir() or isinstance(error, HubError):
+                raise
+            where = f"{pretrained_model_name_or_path}@{revision or 'main'} (commit {folder.name[:12]})"
+            raise HubError(f"{where}: {error}") from error
         if dtype is not None:
             model = model.to(dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype)
         return model.to(device) if device is not None else model
@@ -437,6 +504,13 @@ class ZooModel(PreTrainedModel, GenerationMixin):
         config = ZooConfig.from_pretrained(folder)
         stages, config.applied_stages = config.applied_stages, []
         model = cls(config, load_weights=not full)
+        if (
+            getattr(model.backbone, "tokenizer_source", "") is None
+            and (folder / "tokenizer_config.json").is_file()
+        ):
+            model.backbone.tokenizer_source = str(
+                folder
+            )  # a standalone export: its own tokenizer is all there is
         for stage in stages:
             apply_stage(model, stage)
         model.load_checkpoint_weights(read_tensors(folder / WEIGHTS), folder / WEIGHTS, full=full)
@@ -674,7 +748,8 @@ def _placeholder_runs(mask: torch.Tensor) -> list[tuple[int, int]]:
 
 
 def register_with_auto_classes() -> None:
-    """Make ``AutoConfig``/``AutoModel``/``AutoModelForCausalLM`` resolve ``model_type = "zoo"``."""
+    """Make ``AutoConfig``/``AutoModel``/``AutoModelForCausalLM`` resolve ``model_type = "zoo"`` (``AutoProcessor``:
+    see ``zoo.processor``)."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     try:
@@ -683,20 +758,27 @@ def register_with_auto_classes() -> None:
         return
     AutoModel.register(ZooConfig, ZooModel)
     AutoModelForCausalLM.register(ZooConfig, ZooModel)
+    processor = sys.modules.get("zoo.processor")  # loaded first: it registers once the config is known
+    register = getattr(processor, "register_with_auto_processor", None)
+    if register is not None:
+        register()
 
 
-def _local_folder(name_or_path: str | os.PathLike, revision: str | None) -> Path:
-    """The folder of a saved model: a local path, or (for ``org/name``) the Hub snapshot zoo.hub fetches."""
+def _local_folder(name_or_path: str | os.PathLike, revision: str | None, **hub_options: Any) -> Path:
+    """The folder of a saved model: a local path, or (for ``org/name``) the Hub snapshot zoo.hub fetches
+    (checked and verified before anything is loaded; ``hub_options``: ``token``, ``force_download``)."""
     from zoo.errors import CheckpointError
+    from zoo.hub.pull import fetch, is_repo_id
 
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
+    if is_repo_id(name_or_path):
+        return fetch(str(name_or_path), revision, **hub_options)
     if path.exists() or str(name_or_path).startswith(("/", "./", "../", "~")):
         raise CheckpointError(f"{name_or_path}: not a folder written by save_pretrained")
     raise CheckpointError(
-        f"{name_or_path!r} is not a local folder; loading a zoo model from the Hugging Face Hub by repo id "
-        "needs zoo.hub"
+        f"{name_or_path!r} is neither a folder written by save_pretrained nor a Hub repo id (org/name)"
     )
 
 

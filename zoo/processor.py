@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers import ProcessorMixin
 
 from zoo.errors import DataError, IncompatibleComponentsError, MediaError, RecipeError, SampleTooLongError
 from zoo.media import describe, load_audio, load_image, load_video
@@ -82,52 +83,97 @@ class _Item:
     label: str | None = None  # text put in front of the block (a shot's index)
 
 
-class ZooProcessor:
-    """Conversation → ``input_ids``, ``attention_mask``, ``labels`` and ``media`` for a ``ZooModel``."""
+class ZooProcessor(ProcessorMixin):
+    """Conversation → ``input_ids``, ``attention_mask``, ``labels`` and ``media`` for a ``ZooModel``.
+
+    A transformers processor: ``save_pretrained`` writes the tokenizer (with the recipe tokens), the chat
+    template and ``processor_config.json``; ``from_pretrained`` / ``AutoProcessor.from_pretrained`` (after
+    ``import zoo``) read them back. ``media`` is the JSON-able layout of each modality: its tokens and their
+    ids, the placeholders per item, and the encoder's component spec. A processor made by ``from_model``
+    uses the model's own encoders for preprocessing; one loaded from a folder builds each encoder from its
+    spec on the meta device (its preprocessing, no weights), on first use.
+    """
 
     def __init__(
         self,
         tokenizer: Any,
-        layouts: dict[str, MediaLayout],
+        media: dict[str, dict] | None = None,
+        chat_template: str | None = None,
         media_position: str = "inline",
         shot_label: str = SHOT_LABEL,
         asr_template: str = ASR_TEMPLATE,
         packing_error: str | None = None,
         merge_messages: bool = True,
         max_length: int | None = None,
+        reserved_tokens: Sequence[str] | None = None,
     ) -> None:
         if media_position not in MEDIA_POSITIONS:
             raise RecipeError(f"media_position must be one of {MEDIA_POSITIONS}, got {media_position!r}")
-        self.tokenizer = tokenizer
-        self.layouts = layouts
+        super().__init__(tokenizer, chat_template=chat_template or getattr(tokenizer, "chat_template", None))
+        self.media = {m: dict(layout) for m, layout in (media or {}).items()}
+        for modality, layout in self.media.items():
+            _check_media_layout(tokenizer, modality, layout)
         self.media_position = media_position
         self.shot_label = shot_label
         self.asr_template = asr_template
         self.packing_error = packing_error
         self.merge_messages = merge_messages
         self.max_length = max_length  # the recipe's sequence budget: the loader's default length limit
+        self._preparers = _Preparers()
+        if reserved_tokens is None:  # the tokens of the media layouts: placeholders and boundaries
+            keys = ("placeholder_id", "start_id", "end_id")
+            ids = [layout.get(key) for layout in self.media.values() for key in keys]
+            reserved_tokens = tokenizer.convert_ids_to_tokens([i for i in ids if i is not None])
+        # Text may not contain a recipe token: the tokenizer would read it as that token (a boundary with no
+        # media, a placeholder with no item, a role marker), so such a message is refused, naming the token.
+        self.reserved_tokens = sorted({t for t in reserved_tokens if t}, key=len, reverse=True)
 
     @classmethod
     def from_model(cls, model: Any, **options: Any) -> ZooProcessor:
         """The processor matching ``model``'s tokenizer, encoders, projectors and ``media_position``."""
         tokenizer = model.tokenizer
         ids = model.config.token_ids
-        layouts = {}
-        for modality, encoder in model.encoders.items():
+        media = {}
+        for modality in model.encoders:
             tokens = model.config.media_tokens[modality]
-            layouts[modality] = MediaLayout(
-                placeholder=tokens["placeholder"],
-                placeholder_id=ids[tokens["placeholder"]],
-                start_id=ids[tokens["start"]] if tokens["start"] else None,
-                end_id=ids[tokens["end"]] if tokens["end"] else None,
-                tokens_per_item=model.tokens_per_item(modality),
-                prepare=_preparer(modality, encoder),
-            )
+            media[modality] = {
+                **tokens,
+                "placeholder_id": ids[tokens["placeholder"]],
+                "start_id": ids[tokens["start"]] if tokens["start"] else None,
+                "end_id": ids[tokens["end"]] if tokens["end"] else None,
+                "tokens_per_item": model.tokens_per_item(modality),
+                "encoder": standalone_encoder_spec(model.config.encoders, modality),
+            }
         options.setdefault("media_position", getattr(model.config, "media_position", None) or "inline")
         options.setdefault("packing_error", packing_unsupported(model))
         options.setdefault("merge_messages", getattr(model.config, "merge_messages", True))
-        options.setdefault("max_length", getattr(model.config, "max_sequence_length", None))
-        return cls(tokenizer, layouts, **options)
+        options.setdefault("max_length", default_max_length(model))
+        options.setdefault("reserved_tokens", model.config.added_tokens())
+        processor = cls(tokenizer, media, **options)
+        processor._preparers.update({m: _preparer(m, e) for m, e in model.encoders.items()})
+        return processor
+
+    @property
+    def layouts(self) -> dict[str, MediaLayout]:
+        """Each modality's token layout and preparation (preprocessing built from the spec on first use)."""
+        cached = self._preparers.layouts
+        if cached is None:
+            cached = {m: self._layout(m, layout) for m, layout in self.media.items()}
+            self._preparers.layouts = cached
+        return cached
+
+    def _layout(self, modality: str, layout: dict) -> MediaLayout:
+        prepare = self._preparers.get(modality)
+        if prepare is None:
+            prepare = _lazy_preparer(modality, layout["encoder"], self._preparers)
+        return MediaLayout(
+            placeholder=layout["placeholder"],
+            placeholder_id=layout["placeholder_id"],
+            start_id=layout.get("start_id"),
+            end_id=layout.get("end_id"),
+            tokens_per_item=layout["tokens_per_item"],
+            prepare=prepare,
+        )
 
     # -- public ---------------------------------------------------------------------------------------
     def __call__(
@@ -151,7 +197,12 @@ class ZooProcessor:
         self, conversation: Sequence[dict], add_generation_prompt: bool = False
     ) -> EncodedConversation:
         """Token ids, labels (responses only) and prepared media items of one conversation."""
+        if isinstance(conversation, (str, bytes, dict)) or not isinstance(conversation, Sequence):
+            raise DataError(f"a conversation is a list of messages, got {type(conversation).__name__}")
+        if not conversation:
+            raise DataError("the conversation has no messages")
         turns, items = self._turns(conversation)
+        _check_turn_order(turns)
         ids, labels = self._tokenize_turns(turns, add_generation_prompt)
         encoded = self._expand_media(ids, labels, items)
         return self._media_after_bos(encoded) if self.media_position == "after_bos" else encoded
@@ -317,6 +368,13 @@ class ZooProcessor:
                     f"message {index}: text contains the reserved {modality} placeholder {layout.placeholder!r}; "
                     f"send media as a message of type {modality!r} instead"
                 )
+        for token in self.reserved_tokens:
+            if token in text:
+                raise DataError(
+                    f"message {index}: text contains the recipe token {token!r}, which the tokenizer would read "
+                    "as that token (a media boundary or layout marker, not text); remove it from the text, or "
+                    "send media as a message of its type"
+                )
 
     def _render(self, turns: list[dict], add_generation_prompt: bool) -> list[int]:
         text = self.tokenizer.apply_chat_template(
@@ -333,9 +391,10 @@ class ZooProcessor:
             before = self._render(turns[:i], add_generation_prompt=True)
             through = self._render(turns[: i + 1], add_generation_prompt=False)
             if ids[: len(through)] != through or through[: len(before)] != before:
-                raise ValueError(
-                    "the chat template does not render conversations as growing prefixes, so response tokens "
-                    f"cannot be located for turn {i}"
+                raise DataError(
+                    "the chat template does not render this conversation as growing prefixes, so response "
+                    f"tokens cannot be located for turn {i} (does a message contain the backbone's own "
+                    "control tokens, such as its end-of-turn marker?)"
                 )
             labels[len(before) : len(through)] = through[len(before) :]
         return ids, labels
@@ -393,6 +452,32 @@ class ZooProcessor:
         return required
 
 
+def default_max_length(model: Any) -> int | None:
+    """The recipe's ``max_length``, or else the backbone's maximum positions: no row longer than the
+    backbone can attend over."""
+    recipe = getattr(model.config, "max_sequence_length", None)
+    if recipe:
+        return recipe
+    text_config = getattr(model.config, "text_config", None)
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(text_config, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _check_turn_order(turns: list[dict]) -> None:
+    """A conversation opens (after any system turn) with the user, and a response has a turn before it."""
+    roles = [turn["role"] for turn in turns if turn["role"] != "system"]
+    if not roles:
+        raise DataError("the conversation has only system messages")
+    if roles[0] == "assistant":
+        raise DataError(
+            "the conversation starts with an assistant message; it must open with a user message "
+            "(the response has nothing to answer)"
+        )
+
+
 def packing_unsupported(model: Any) -> str | None:
     """Why ``model``'s backbone cannot keep packed samples apart, or ``None`` when it can.
 
@@ -443,14 +528,90 @@ def _preparer(modality: str, encoder: Any) -> Callable[[Any], list[torch.Tensor]
         return lambda item: [encoder.preprocess(load_image(item))]
     if modality == "audio":
         rate = getattr(encoder, "sampling_rate", 16000)
+        limit = getattr(encoder, "max_audio_seconds", None)  # checked from the header, before decoding
+        truncate = getattr(encoder, "long_audio", None) == "truncate"
         split = getattr(encoder, "preprocess_items", None)
+
+        def decode(item: Any) -> Any:
+            return load_audio(item, rate, max_seconds=limit, truncate=truncate)
+
         if split is not None:
-            return lambda item: split(load_audio(item, rate))
-        return lambda item: [encoder.preprocess(load_audio(item, rate))]
+            return lambda item: split(decode(item))
+        return lambda item: [encoder.preprocess(decode(item))]
     if modality == "video":
         frames = getattr(encoder, "num_frames", None)
         return lambda item: [encoder.preprocess(load_video(item, frames))]
     return lambda item: [encoder.preprocess(item)]
+
+
+class _Preparers(dict):
+    """Each modality's ``prepare`` function (live objects, not part of the saved processor config).
+
+    ``to_dict``/``save_pretrained`` deep-copy the processor's attributes: this holder is shared, not copied.
+    """
+
+    layouts: dict[str, MediaLayout] | None = None
+
+    def __deepcopy__(self, memo: dict) -> _Preparers:
+        return self
+
+
+_LAYOUT_KEYS = ("placeholder", "placeholder_id", "tokens_per_item", "encoder")
+
+
+def _check_media_layout(tokenizer: Any, modality: str, layout: dict) -> None:
+    """The saved layout names every field, and the tokenizer gives its tokens the ids it records."""
+    missing = [key for key in _LAYOUT_KEYS if key not in layout]
+    if missing:
+        raise IncompatibleComponentsError(f"processor media[{modality!r}] lacks {', '.join(missing)}")
+    for role in ("placeholder", "start", "end"):
+        token, expected = layout.get(role), layout.get(f"{role}_id")
+        if token is None and expected is None:
+            continue
+        found = tokenizer.convert_tokens_to_ids(token) if token is not None else None
+        if found != expected:
+            raise IncompatibleComponentsError(
+                f"processor media[{modality!r}]: the tokenizer gives {role} token {token!r} id {found}, but the "
+                f"processor was saved with id {expected}; load the tokenizer saved with this processor"
+            )
+
+
+def standalone_encoder_spec(specs: dict[str, dict], modality: str) -> dict:
+    """``specs[modality]`` with a ``frame_encoder`` that names another modality replaced by that spec, so the
+    encoder can be built on its own (the processor builds each modality's preprocessing separately)."""
+    spec = dict(specs[modality])
+    args = dict(spec.get("args") or {})
+    target = args.get("frame_encoder")
+    if isinstance(target, str) and target in specs:
+        args["frame_encoder"] = {
+            k: v for k, v in specs[target].items() if k in ("name", "args", "source", "revision")
+        }
+    spec["args"] = args
+    return spec
+
+
+def encoder_for_preprocessing(spec: dict) -> Any:
+    """The encoder of a component spec built on the meta device: its preprocessing, without weights."""
+    import inspect
+
+    from zoo.registry import build_component, get_registry
+
+    extra = {key: spec[key] for key in ("source", "revision") if spec.get(key) is not None}
+    if "load_weights" in inspect.signature(get_registry().load("encoder", spec["name"]).__init__).parameters:
+        extra["load_weights"] = False
+    with torch.device("meta"):
+        return build_component("encoder", spec["name"], dict(spec.get("args") or {}), **extra)
+
+
+def _lazy_preparer(modality: str, spec: dict, cache: _Preparers) -> Callable[[Any], list[torch.Tensor]]:
+    """A ``prepare`` that builds the encoder's preprocessing from ``spec`` the first time it runs."""
+
+    def prepare(item: Any) -> list[torch.Tensor]:
+        if modality not in cache:
+            cache[modality] = _preparer(modality, encoder_for_preprocessing(spec))
+        return cache[modality](item)
+
+    return prepare
 
 
 def _next_item(pending: Any, modality: str) -> _Item:
@@ -507,3 +668,16 @@ def _pad(
     if side == "left":
         return [pad_id] * extra + ids, [0] * extra + mask, [IGNORE_INDEX] * extra + labels
     return ids + [pad_id] * extra, mask + [0] * extra, labels + [IGNORE_INDEX] * extra
+
+
+def register_with_auto_processor() -> None:
+    """Make ``AutoProcessor`` resolve ``model_type = "zoo"`` once ``zoo.modeling`` has registered its config
+    (importing ``zoo`` then transformers imports both modules, in either order)."""
+    from transformers import AutoProcessor
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if "zoo" in CONFIG_MAPPING:
+        AutoProcessor.register(CONFIG_MAPPING["zoo"], ZooProcessor, exist_ok=True)
+
+
+register_with_auto_processor()

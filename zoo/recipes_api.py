@@ -2,6 +2,8 @@
 
 ``load_recipe`` parses a recipe with PyYAML's node API so that every error names the file and line
 (``recipes/x.yaml:12: stages[0].train.backbon: unknown part ...``; keyword overrides say ``override``).
+A recipe may ``extends:`` another (a registered name or a YAML path) and give only what changes: the two
+are deep-merged as keyword overrides are, and an error in an inherited field names the file it came from.
 ``build(name_or_path)`` checks every field, component name and argument before anything heavy is built,
 composes the ``ZooModel``, checks every stage's parts and LoRA targets against it, and applies the chosen
 stage's plan. ``device="meta"`` builds the full architecture with no weights and no download. The format
@@ -22,6 +24,7 @@ from typing import Any
 import yaml
 
 from zoo.errors import RecipeError, UnknownComponentError, ZooError
+from zoo.safe_yaml import BoundedLoader
 from zoo.stages import (
     DEFAULT_PLAN,
     GENERAL_PARTS,
@@ -39,8 +42,9 @@ _LEAF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # --- reading YAML with line numbers ----------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``5e-5`` and ``1e-8`` as floats (YAML 1.1 wants ``5.0e-5``)."""
+class _Loader(BoundedLoader):
+    """Safe loading with aliases bounded (``zoo.safe_yaml``) that also reads ``5e-5`` and ``1e-8`` as floats
+    (YAML 1.1 wants ``5.0e-5``)."""
 
 
 _Loader.add_implicit_resolver(
@@ -52,11 +56,13 @@ _Loader.add_implicit_resolver(
 
 @dataclass
 class RecipeSource:
-    """Where a recipe's values come from: the file's line per field path, and the keyword overrides."""
+    """Where a recipe's values come from: the line per field path (and, for fields inherited through
+    ``extends``, the file), and the keyword overrides."""
 
     path: Path
     lines: dict[tuple[str, ...], int] = field(default_factory=dict)
     overrides: dict = field(default_factory=dict)
+    origins: dict[tuple[str, ...], Path] = field(default_factory=dict)  # inherited fields: their file
 
     def where(self, key_path: tuple) -> str:
         """``file:LINE`` of the field at ``key_path`` (its nearest written ancestor), or ``override``."""
@@ -65,7 +71,7 @@ class RecipeSource:
         keys = tuple(str(k) for k in key_path)
         for depth in range(len(keys), -1, -1):
             if keys[:depth] in self.lines:
-                return f"{self.path}:{self.lines[keys[:depth]]}"
+                return f"{self.origins.get(keys[:depth], self.path)}:{self.lines[keys[:depth]]}"
         return str(self.path)
 
 
@@ -180,17 +186,87 @@ def _stamp(kind: str, spec: dict) -> dict:
     return {**spec, "distribution": entry.distribution, "version": entry.version}
 
 
-def _merge(base: dict, overrides: dict) -> dict:
-    """Deep-merge ``overrides`` into ``base``; a spec with a different ``name`` replaces the old one."""
+def _merge(
+    base: dict, overrides: dict, replaced: list[tuple[str, ...]] | None = None, at: tuple = ()
+) -> dict:
+    """Deep-merge ``overrides`` into ``base``: mappings merge key by key; anything else (a list, a value, a
+    spec with a different ``name``) replaces what was there. The replaced field paths go to ``replaced``."""
     merged = copy.deepcopy(base)
     for key, value in overrides.items():
         old = merged.get(key)
         mergeable = isinstance(old, dict) and isinstance(value, dict)
         if mergeable and value.get("name", old.get("name")) == old.get("name"):
-            merged[key] = _merge(old, value)
+            merged[key] = _merge(old, value, replaced, (*at, str(key)))
         else:
             merged[key] = copy.deepcopy(value)
+            if replaced is not None:
+                replaced.append((*at, str(key)))
     return merged
+
+
+MODALITY_GROUPS = ("encoders", "projectors", "tokens")
+
+
+def _drop_removed_modalities(data: Any) -> Any:
+    """``encoders: {video: null}`` (likewise projectors, tokens) removes what a base recipe had there."""
+    if not isinstance(data, dict):
+        return data
+    for group in MODALITY_GROUPS:
+        if isinstance(data.get(group), dict):
+            data[group] = {key: value for key, value in data[group].items() if value is not None}
+    return data
+
+
+# --- extends: a recipe on top of another -------------------------------------------------------------------
+
+Located = dict[tuple[str, ...], tuple[Path, int]]  # field path -> (file, line)
+
+
+def _read_recipe(path: Path, chain: tuple[Path, ...] = ()) -> tuple[Any, Located]:
+    """The data of a recipe file with every ``extends`` resolved, and where each field was written."""
+    data, lines = read_yaml(path)
+    located = {key: (path, line) for key, line in lines.items()}
+    if not isinstance(data, dict) or "extends" not in data:
+        return data, located
+    loc = Loc(RecipeSource(path, lines), ("extends",))
+    parent = _parent_file(data["extends"], path, loc)
+    seen = [p.resolve() for p in (*chain, path)]
+    if parent.resolve() in seen:
+        cycle = " -> ".join(str(p) for p in (*chain, path, parent))
+        raise loc.error(f"{cycle} is a cycle: remove `extends` from one of these recipes")
+    base, base_located = _read_recipe(parent, (*chain, path))
+    if not isinstance(base, dict):
+        raise Loc(RecipeSource(parent)).error("a recipe must be a YAML mapping at the top level")
+    own = {key: value for key, value in data.items() if key != "extends"}
+    inherited = {key: value for key, value in base.items() if key != "name"}  # the name is the file's
+    replaced: list[tuple[str, ...]] = []
+    merged = _merge(inherited, own, replaced)
+    kept = {
+        key: where
+        for key, where in base_located.items()
+        if key[:1] != ("name",) and not any(key[: len(r)] == r for r in replaced)
+    }
+    own_located = {key: where for key, where in located.items() if key[:1] != ("extends",)}
+    return merged, {**kept, **own_located}
+
+
+def _parent_file(reference: Any, child: Path, loc: Loc) -> Path:
+    """The file ``extends: reference`` names: a YAML path (relative to ``child``'s folder) or a recipe name."""
+    hint = "name an installed recipe (`zoo list --kind recipe`, e.g. tiny) or a YAML file relative to this recipe"
+    if not isinstance(reference, str) or not reference.strip():
+        raise loc.error(f"expected a recipe name or a YAML path, got {reference!r}: {hint}")
+    candidate = Path(reference).expanduser()
+    if candidate.suffix in {".yaml", ".yml"} or "/" in reference:
+        path = candidate if candidate.is_absolute() else child.parent / candidate
+        if not path.is_file():
+            raise loc.error(f"{reference!r} names no file (looked for {path}): {hint}")
+        return path
+    from zoo.registry import get_registry
+
+    try:
+        return get_registry().recipe_path(reference)
+    except ZooError as error:
+        raise loc.error(f"{error}. `extends` must {hint}") from None
 
 
 def _recipe_file(name_or_path: str | Path) -> Path:
@@ -329,6 +405,10 @@ SPEC_CHECKS: dict[str, Check] = {
     "source": lambda v, loc: None if v is None else _string(v, loc),
     "revision": lambda v, loc: None if v is None else _string(v, loc),
     "plugin": _string,
+    # For the model card of a pushed checkpoint: the license of the weights and the Hub model they derive
+    # from, when the source does not say (a package file); a Hub source's own card is read otherwise.
+    "license": _string,
+    "base_model": _string,
 }
 SPEC_FIELDS = set(SPEC_CHECKS)
 # A projector may share another modality's weights (Ying-VLM's video frames go through the image Q-Former).
@@ -507,6 +587,7 @@ def _stages(value: Any, loc: Loc, modalities: list[str]) -> list[dict]:
 def _top_level_checks(modalities: list[str]) -> dict[str, Check]:
     return {
         "name": _string,
+        "extends": _string,  # resolved by load_recipe before the fields are checked
         "description": _string,
         "paper": lambda v, lc: _fields(v, lc, _PAPER_CHECKS) if isinstance(v, dict) else _string(v, lc),
         "backbone": _spec,
@@ -565,13 +646,25 @@ def parse_recipe(data: Any, path: Path, source: RecipeSource | None = None) -> R
 
 
 def load_recipe(name_or_path: str | Path, **overrides: Any) -> Recipe:
-    """Read a recipe by registered name or YAML path, with optional deep-merged overrides."""
+    """Read a recipe by registered name or YAML path (its ``extends`` chain resolved), with optional
+    deep-merged overrides (merged by the same rules as ``extends``).
+
+    A recipe shipped by a distribution means that distribution's own components where another
+    distribution registers the same name too (see ``Registry.own_name``)."""
     path = _recipe_file(name_or_path)
-    data, lines = read_yaml(path)
-    source = RecipeSource(path, lines, overrides)
+    data, located = _read_recipe(path)
+    lines = {key: line for key, (_, line) in located.items()}
+    origins = {key: file for key, (file, _) in located.items() if file != path}
+    source = RecipeSource(path, lines, overrides, origins)
     if overrides and data is not None and not isinstance(data, dict):
         raise Loc(source).error("a recipe must be a YAML mapping at the top level")
-    return parse_recipe(_merge(data or {}, overrides), path, source)
+    if "extends" in overrides:
+        raise Loc(source, ("extends",)).error(
+            "`extends` is read from recipe files, not from overrides: write a recipe file that extends"
+        )
+    recipe = parse_recipe(_drop_removed_modalities(_merge(data or {}, overrides)), path, source)
+    _prefer_own_components(recipe, path)
+    return recipe
 
 
 # --- components and stages against the installed registry and the built model --------------------------
@@ -648,6 +741,7 @@ def build(name_or_path: str | Path, device: str | None = None, stage: int | str 
 
     recipe = load_recipe(name_or_path, **overrides)
     validate_recipe(recipe)
+    check_chat_template(recipe)
     index = recipe.stage_index(stage) if recipe.stages else None
     config = recipe.zoo_config()
     if device == "meta":
@@ -662,3 +756,75 @@ def build(name_or_path: str | Path, device: str | None = None, stage: int | str 
         check_stages_against(model, recipe)
         apply_stage(model, recipe.stages[index])
     return model
+
+
+# --- checks of shipped recipes: their own components, their chat template, their YAML -------------------
+
+
+def _prefer_own_components(recipe: Recipe, path: Path) -> None:
+    """Qualify the component names of a recipe that a distribution ships with that distribution, where
+    another distribution registers the same name (a plugin re-registering ``clip-vision`` does not break
+    the built-in recipes)."""
+    from zoo.registry import get_registry
+
+    registry = get_registry()
+    shipped = [e for e in registry.list_components("recipe") if e.path and _same_file(e.path, path)]
+    if not shipped:
+        return
+    distribution = shipped[0].distribution
+    recipe.backbone = registry.own_spec("backbone", recipe.backbone, distribution)
+    recipe.encoders = {m: registry.own_spec("encoder", s, distribution) for m, s in recipe.encoders.items()}
+    recipe.projectors = {
+        m: registry.own_spec("projector", s, distribution) for m, s in recipe.projectors.items()
+    }
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+_PROBE = [
+    {"role": "system", "content": "zoo-probe-system"},
+    {"role": "user", "content": "zoo-probe-question"},
+    {"role": "assistant", "content": "zoo-probe-answer"},
+    {"role": "user", "content": "zoo-probe-follow-up"},
+]
+
+
+def check_chat_template(recipe: Recipe) -> None:
+    """Render a probe conversation (with and without a system message) through the recipe's
+    ``chat_template``, so a broken template is a ``RecipeError`` naming its line at build time, not an
+    error at the first sample."""
+    if not recipe.chat_template:
+        return
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    where = f"{recipe.where(('chat_template',))}: chat_template"
+    for conversation in (_PROBE, _PROBE[1:]):
+        try:
+            rendered, _ = render_jinja_template(
+                [conversation], chat_template=recipe.chat_template, add_generation_prompt=True,
+                bos_token="<s>", eos_token="</s>",
+            )  # fmt: skip
+        except Exception as error:  # jinja2 syntax errors, raise_exception(), undefined names, ...
+            raise RecipeError(
+                f"{where}: cannot render a conversation of {', '.join(m['role'] for m in conversation)} "
+                f"messages ({type(error).__name__}: {error})"
+            ) from None
+        missing = [m["content"] for m in conversation if m["content"] not in rendered[0]]
+        if missing:
+            raise RecipeError(f"{where}: the rendered conversation leaves out message content {missing}")
+
+
+def recipe_problem(entry: Any) -> str:
+    """What is wrong with a registered recipe (its YAML, fields, components, chat template), or ""."""
+    try:
+        recipe = load_recipe(entry.path)
+        validate_recipe(recipe)
+        check_chat_template(recipe)
+    except ZooError as error:
+        return str(error)
+    return ""

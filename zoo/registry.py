@@ -1,9 +1,14 @@
 """The component registry: discovery through entry points, lazy listing, conflicts, validated building.
 
 Kinds and their entry-point groups: ``encoder`` → ``zoo.encoders``, ``projector`` → ``zoo.projectors``,
-``backbone`` → ``zoo.backbones`` (``name = "module:Class"``), and ``recipe`` → ``zoo.recipes``
-(``name = "package.path"`` naming a folder whose ``*.yaml`` files are recipes). Discovery runs through the
-pluggy hooks of ``zoo.hookspecs``; the core's sources are installed entry points and runtime registration.
+``backbone`` → ``zoo.backbones`` (``name = "module:Class"``), ``reader`` → ``zoo.readers`` and ``metric`` →
+``zoo.metrics`` (``name = "module:function"``), and ``recipe`` → ``zoo.recipes`` (``name = "package.path"``
+naming a folder whose ``*.yaml`` files are recipes). Discovery runs through the pluggy hooks of
+``zoo.hookspecs``; the core's sources are installed entry points and runtime registration.
+
+A distribution declares the component API it was written for in the ``zoo.api`` group
+(``version = "1"``), read from its metadata without importing it; a component of a distribution that
+declares another version than ``COMPONENT_API`` is refused when it is loaded, naming both versions.
 
 Listing never imports a plugin module, torch or transformers: descriptions are the first docstring line
 of the target class, read from its source file with ``ast``. ``Registry.load`` imports one module.
@@ -23,8 +28,8 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -34,8 +39,10 @@ import yaml
 
 from zoo import hookspecs
 from zoo.errors import (
+    ComponentAPIError,
     ComponentArgumentError,
     ComponentConflictError,
+    ContractError,
     PluginLoadError,
     RecipeError,
     UnknownComponentError,
@@ -48,10 +55,22 @@ GROUPS = {
     "projector": "zoo.projectors",
     "backbone": "zoo.backbones",
     "recipe": "zoo.recipes",
+    "reader": "zoo.readers",
+    "metric": "zoo.metrics",
 }
 KINDS = tuple(GROUPS)
+# The base class an entry point of each component kind must give (readers and metrics: any callable).
+BASES = {
+    "encoder": "zoo.components.base:Encoder",
+    "projector": "zoo.components.base:Projector",
+    "backbone": "zoo.components.base:Backbone",
+}
 RUNTIME = "(runtime)"
 PREFER_ENV = "ZOO_PREFER"
+# The component API this zoo provides; plugins declare theirs in the ``zoo.api`` entry-point group.
+COMPONENT_API = "1"
+API_GROUP = "zoo.api"
+API_DECLARATION = f'[project.entry-points."{API_GROUP}"] version = "{COMPONENT_API}"'
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,7 @@ class ComponentEntry:
     source: str = "entry-point"  # which hook source owns it: "entry-point" or "runtime"
     path: str = ""  # recipes: the YAML file
     error: str = ""  # a problem seen without importing (malformed value, missing recipe folder)
+    api: str = ""  # the component API its distribution declares ("" when it declares none)
 
     @property
     def qualified_name(self) -> str:
@@ -87,6 +107,7 @@ class PluginInfo:
     version: str
     components: tuple[ComponentEntry, ...]
     errors: dict[str, str] = field(default_factory=dict)
+    api: str = ""  # the component API the distribution declares ("" when it declares none)
 
     @property
     def ok(self) -> bool:
@@ -103,7 +124,9 @@ def check_kind(kind: str) -> str:
 
 
 def canonical_distribution(name: str) -> str:
-    """PEP 503 normalisation, so ``zoo_openclip`` and ``Zoo-OpenCLIP`` name the same distribution."""
+    """PEP 503 normalisation, so ``zoo_openclip`` and ``Zoo-OpenCLIP`` name the same distribution.
+
+    (``packaging.utils.canonicalize_name`` does the same, but importing it costs ``zoo list`` ~35 ms.)"""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -140,12 +163,28 @@ def find_module_spec(module: str) -> ModuleSpec | None:
 
 
 def _find_submodule_spec(name: str, locations: Iterable[str]) -> ModuleSpec | None:
+    locations = list(locations)
     for finder in sys.meta_path:
         find_spec = getattr(finder, "find_spec", None)
-        spec = find_spec(name, list(locations)) if find_spec else None
+        try:  # PathFinder raises for a namespace package whose parent is not imported: handled below
+            spec = find_spec(name, locations) if find_spec else None
+        except Exception:
+            spec = None
         if spec is not None:
             return spec
-    return None
+    return _namespace_spec(name, locations)
+
+
+def _namespace_spec(name: str, locations: list[str]) -> ModuleSpec | None:
+    """A folder without ``__init__.py`` (a namespace package, like zoo's own recipe folder) found in the
+    parent's locations, without importing the parent (which the import system's namespace path needs)."""
+    last = name.rpartition(".")[2]
+    folders = [str(Path(location) / last) for location in locations if (Path(location) / last).is_dir()]
+    if not folders:
+        return None
+    spec = ModuleSpec(name, None, is_package=True)
+    spec.submodule_search_locations = folders
+    return spec
 
 
 class StaticDocs:
@@ -226,19 +265,46 @@ def _import_origin(node: ast.ImportFrom, spec: ModuleSpec) -> str | None:
 
 
 class EntryPointSource:
-    """Components declared in the entry points of installed distributions, the core's own included."""
+    """Components declared in the entry points of installed distributions, the core's own included.
+
+    The installed entry points are read once (``importlib.metadata.entry_points()`` scans every
+    distribution) and kept until ``forget``; each kind selects its group from them.
+    """
+
+    def __init__(self) -> None:
+        self._entry_points: importlib.metadata.EntryPoints | None = None
+        self._names: dict[int, tuple[str, str]] = {}  # id(distribution) -> (name, version)
+
+    def forget(self) -> None:
+        self._entry_points = None
+        self._names.clear()
+
+    def _name_and_version(self, dist: importlib.metadata.Distribution | None) -> tuple[str, str]:
+        """Read once per distribution: each ``dist.name`` / ``dist.version`` parses its METADATA file."""
+        if dist is None:
+            return "", ""
+        if id(dist) not in self._names:
+            metadata = dist.metadata
+            self._names[id(dist)] = (metadata["Name"], metadata["Version"])
+        return self._names[id(dist)]
+
+    def _installed(self) -> importlib.metadata.EntryPoints:
+        if self._entry_points is None:
+            self._entry_points = importlib.metadata.entry_points()
+        return self._entry_points
 
     @hookimpl
     def zoo_discover(self, kind: str) -> list[ComponentEntry]:
         docs = StaticDocs()
+        apis = declared_apis(self._installed())
         entries: list[ComponentEntry] = []
-        for ep in importlib.metadata.entry_points(group=GROUPS[kind]):
-            dist = ep.dist
-            name, version = (dist.name, dist.version) if dist is not None else ("", "")
+        for ep in self._installed().select(group=GROUPS[kind]):
+            name, version = self._name_and_version(ep.dist)
             if kind == "recipe":
-                entries.extend(_recipe_entries(ep, name, version))
+                found = _recipe_entries(ep, name, version)
             else:
-                entries.append(_component_entry(kind, ep, name, version, docs))
+                found = [_component_entry(kind, ep, name, version, docs)]
+            entries.extend(replace(entry, api=apis.get(canonical_distribution(name), "")) for entry in found)
         return entries
 
     @hookimpl
@@ -248,20 +314,29 @@ class EntryPointSource:
         return importlib.metadata.EntryPoint(name=entry.name, value=entry.target, group=entry.group).load()
 
 
+def declared_apis(installed: importlib.metadata.EntryPoints) -> dict[str, str]:
+    """Distribution (PEP 503 name) → the component API version it declares in the ``zoo.api`` group."""
+    found: dict[str, set[str]] = {}
+    for ep in installed.select(group=API_GROUP):
+        if ep.dist is not None:
+            found.setdefault(canonical_distribution(ep.dist.name), set()).add(ep.value.strip())
+    return {dist: ",".join(sorted(values)) for dist, values in found.items()}
+
+
 def _component_entry(
     kind: str, ep: importlib.metadata.EntryPoint, dist: str, version: str, docs: StaticDocs
 ) -> ComponentEntry:
-    match = ep.pattern.match(ep.value)
-    if match is None or not match.group("attr"):
-        error = f"malformed entry point value {ep.value!r}: expected 'module:Class'"
+    what = "module:Class" if kind in BASES else "module:function"
+    if ep.pattern.match(ep.value) is None or not ep.attr:
+        error = f"malformed entry point value {ep.value!r}: expected '{what}'"
         return ComponentEntry(kind, ep.name, dist, version, ep.value, error=error)
-    description = docs.describe(match.group("module"), match.group("attr"))
+    description = docs.describe(ep.module, ep.attr)
     return ComponentEntry(kind, ep.name, dist, version, ep.value, description)
 
 
 def _recipe_entries(ep: importlib.metadata.EntryPoint, dist: str, version: str) -> list[ComponentEntry]:
     match = ep.pattern.match(ep.value)
-    spec = find_module_spec(ep.value) if match and not match.group("attr") else None
+    spec = find_module_spec(ep.value) if match and not ep.attr else None
     folders = list(spec.submodule_search_locations or []) if spec else []
     if not folders:
         error = f"recipe folder {ep.value!r} not found (expected an importable package path naming a folder)"
@@ -274,11 +349,18 @@ def _recipe_entries(ep: importlib.metadata.EntryPoint, dist: str, version: str) 
 
 
 def _recipe_description(path: Path) -> str:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:  # libyaml's loader when PyYAML was built with it: listing reads every recipe file
+        data = yaml.load(
+            path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        )
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return ""  # the recipe loader reports the problem when the recipe is used
-    return _first_line(str(data.get("description") or "")) if isinstance(data, dict) else ""
+    if not isinstance(data, dict):
+        return ""
+    if not data.get("description") and isinstance(data.get("extends"), str):
+        return f"(extends {data['extends']})"
+    description = data.get("description")  # a string only: str() of nested aliases would expand them
+    return _first_line(description) if isinstance(description, str) else ""
 
 
 class RuntimeSource:
@@ -310,7 +392,8 @@ class Registry:
         self.plugin_manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.plugin_manager.add_hookspecs(hookspecs)
         self._runtime = RuntimeSource()
-        self.plugin_manager.register(EntryPointSource(), name="entry-points")
+        self._entry_points = EntryPointSource()
+        self.plugin_manager.register(self._entry_points, name="entry-points")
         self.plugin_manager.register(self._runtime, name="runtime")
         self._index: dict[str, dict[str, list[ComponentEntry]]] = {}
         self._preferences: dict[tuple[str, str], str] = {}
@@ -322,6 +405,7 @@ class Registry:
     def refresh(self) -> None:
         """Forget what was discovered (e.g. after ``pip install`` in a running notebook)."""
         self._index.clear()
+        self._entry_points.forget()
 
     def _kind_index(self, kind: str) -> dict[str, list[ComponentEntry]]:
         check_kind(kind)
@@ -437,9 +521,16 @@ class Registry:
         """The class (or factory) behind ``name``: imports that component's module and nothing else."""
         return self._load_entry(self.resolve(kind, name))
 
+    def load_entry(self, entry: ComponentEntry) -> Any:
+        """The class (or factory) behind an entry of ``list_components``, checked as ``load`` checks it."""
+        return self._load_entry(entry)
+
     def _load_entry(self, entry: ComponentEntry) -> Any:
         if entry.kind == "recipe":
             raise RecipeError(f"recipe '{entry.name}' is a YAML file, not a class: use Registry.recipe_path")
+        api_problem = _api_problem(entry)
+        if api_problem:
+            raise ComponentAPIError(_load_failure(entry, api_problem))
         obj, problem, cause = self._try_load(entry)
         if problem:
             raise PluginLoadError(_load_failure(entry, problem)) from cause
@@ -453,11 +544,13 @@ class Registry:
             return None, entry.error, None
         try:
             obj = self.plugin_manager.hook.zoo_load_component(entry=entry)
-        except Exception as exc:  # whatever a plugin's import raises is reported, never propagated bare
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # whatever a plugin's import raises (sys.exit() too) is reported
             return None, f"{type(exc).__name__}: {exc}", exc
-        if obj is None or not callable(obj):
-            found = "no source can load it" if obj is None else f"it is a {type(obj).__name__}, not a class"
-            return None, found, None
+        problem = "no source can load it" if obj is None else _kind_problem(entry.kind, obj)
+        if problem:
+            return None, problem, None
         self._loaded[entry] = obj
         self._provenance[id(obj)] = entry
         self.plugin_manager.hook.zoo_component_loaded(entry=entry, obj=obj)
@@ -483,7 +576,16 @@ class Registry:
             raise ComponentArgumentError(
                 f"{_label(entry)} needs argument(s) {', '.join(missing)} (not given in args)"
             )
-        return cls(**args, **extra)
+        built = cls(**args, **extra)
+        base = _base_class(kind)
+        if base is not None and not isinstance(built, base):
+            entry = self.resolve(kind, name)
+            raise ContractError(
+                f"{_label(entry)}: {entry.target} returned {_a(type(built).__name__)}, not a zoo "
+                f"{base.__name__}: make it return an instance of a {base.__name__} subclass "
+                "(zoo.components.base; see docs/plugins.md)"
+            )
+        return built
 
     def recipe_path(self, name: str) -> Path:
         """The YAML file of recipe ``name`` (or ``distribution:name``)."""
@@ -492,28 +594,64 @@ class Registry:
             raise PluginLoadError(_load_failure(entry, entry.error or f"file {entry.path} is missing"))
         return Path(entry.path)
 
-    def plugins(self, distributions: Iterable[str] | None = None) -> list[PluginInfo]:
-        """Per distribution: version, components and import errors. Imports every component's module."""
+    def own_name(self, kind: str, name: str, distribution: str) -> str:
+        """``name`` as a recipe shipped by ``distribution`` means it: that distribution's own component
+        (qualified, ``distribution:name``) when it provides one and another distribution does too; else
+        ``name`` unchanged (then a conflict is still an error, as for any recipe)."""
+        if ":" in name or not distribution:
+            return name
+        candidates = self._kind_index(check_kind(kind)).get(name, [])
+        own = [e for e in candidates if _same_dist(e.distribution, distribution)]
+        return own[0].qualified_name if own and len(candidates) > 1 else name
+
+    def own_spec(self, kind: str, spec: dict, distribution: str) -> dict:
+        """A copy of a component spec with its name, and those of the specs nested in its args (a
+        video-frames encoder's ``frame_encoder``), resolved with ``own_name``."""
+        spec = dict(spec)
+        if isinstance(spec.get("name"), str):
+            spec["name"] = self.own_name(kind, spec["name"], distribution)
+        if isinstance(spec.get("args"), dict):
+            spec["args"] = {
+                key: self.own_spec(kind, value, distribution)
+                if isinstance(value, dict) and "name" in value
+                else value
+                for key, value in spec["args"].items()
+            }
+        return spec
+
+    def plugins(
+        self,
+        distributions: Iterable[str] | None = None,
+        check_recipe: Callable[[ComponentEntry], str] | None = None,
+    ) -> list[PluginInfo]:
+        """Per distribution: version, components and load errors. Imports every component's module and
+        checks that it is a component of its kind; ``check_recipe`` (entry → problem or "") checks each
+        recipe's YAML (``zoo plugins`` passes the recipe parser)."""
         wanted = {canonical_distribution(d) for d in distributions} if distributions else None
         grouped: dict[str, list[ComponentEntry]] = {}
         for entry in self.list_components():
             if wanted is None or canonical_distribution(entry.distribution) in wanted:
                 grouped.setdefault(entry.distribution, []).append(entry)
         order = sorted(grouped, key=lambda d: (d == RUNTIME, canonical_distribution(d)))
-        return [self._plugin_info(grouped[d]) for d in order]
+        return [self._plugin_info(grouped[d], check_recipe) for d in order]
 
-    def _plugin_info(self, entries: list[ComponentEntry]) -> PluginInfo:
+    def _plugin_info(
+        self, entries: list[ComponentEntry], check_recipe: Callable[[ComponentEntry], str] | None
+    ) -> PluginInfo:
         errors = {}
         for entry in entries:
             if entry.kind == "recipe":
                 problem = entry.error or (
                     "" if Path(entry.path).is_file() else f"file {entry.path} is missing"
                 )
+                if not problem and check_recipe is not None:
+                    problem = check_recipe(entry)
             else:
-                problem = self._try_load(entry)[1]
+                problem = _api_problem(entry) or self._try_load(entry)[1]
             if problem:
                 errors[f"{entry.kind} {entry.name}"] = problem
-        return PluginInfo(entries[0].distribution, entries[0].version, tuple(entries), errors)
+        first = entries[0]
+        return PluginInfo(first.distribution, first.version, tuple(entries), errors, first.api)
 
 
 def _runtime_entry(kind: str, name: str, obj: Any, description: str) -> ComponentEntry:
@@ -528,6 +666,48 @@ def _runtime_entry(kind: str, name: str, obj: Any, description: str) -> Componen
         )
     target = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
     return ComponentEntry(kind, name, RUNTIME, "", target, description or _first_line(obj.__doc__), "runtime")
+
+
+def _api_problem(entry: ComponentEntry) -> str:
+    """Why ``entry``'s distribution cannot be used with this zoo's component API ("" when it can)."""
+    if entry.source != "entry-point" or not entry.api or entry.api == COMPONENT_API:
+        return ""
+    return (
+        f"{entry.distribution} {entry.version} targets zoo component API {entry.api}, but this zoo provides "
+        f"component API {COMPONENT_API}: install a release of {entry.distribution} written for component "
+        f"API {COMPONENT_API} (or a zoo that provides API {entry.api})"
+    )
+
+
+def _base_class(kind: str) -> type | None:
+    """The class a component of ``kind`` must derive from (``None`` for readers and metrics)."""
+    target = BASES.get(kind)
+    if target is None:
+        return None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _kind_problem(kind: str, obj: Any) -> str:
+    """Why ``obj`` cannot be a ``kind`` ("" when it can); factories are checked when they build."""
+    base = _base_class(kind)
+    if base is None:
+        if callable(obj):
+            return ""
+        return f"it is {_a(type(obj).__name__)}, not a function or class: point the entry point at the {kind}"
+    if isinstance(obj, type):
+        if issubclass(obj, base):
+            return ""
+        return (
+            f"{obj.__module__}.{obj.__qualname__} is not a subclass of zoo.components.base.{base.__name__}: "
+            f"derive it from {base.__name__} (see docs/plugins.md) or point the entry point at a class that does"
+        )
+    if callable(obj):
+        return ""  # a factory: what it returns is checked by Registry.build
+    return (
+        f"it is {_a(type(obj).__name__)}, not a class or factory: point the entry point at a subclass of "
+        f"zoo.components.base.{base.__name__}"
+    )
 
 
 def _a(word: str) -> str:
@@ -703,6 +883,12 @@ def get_registry() -> Registry:
 def list_components(kind: str | None = None) -> list[ComponentEntry]:
     """Name, kind, distribution, version and description of every component, importing none of them."""
     return get_registry().list_components(kind)
+
+
+def load_component(kind: str, name: str) -> Any:
+    """The class or function behind ``name`` (e.g. ``load_component("metric", "rouge_l")``); imports only
+    its module. An unknown name suggests close ones and says how to list them."""
+    return get_registry().load(kind, name)
 
 
 def register_component(kind: str, name: str, obj: Any, description: str = "") -> ComponentEntry:

@@ -108,7 +108,7 @@ def _inject_lora(model: Any, options: dict) -> None:
         ) from None
 
 
-def _merge_lora(model: Any) -> None:
+def merge_lora(model: Any) -> None:
     """Fold every LoRA adapter into its base layer (peft's ``merge``) and put the base layer back in place."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -161,7 +161,7 @@ def _prepare_backbone(model: Any, stage: dict, plan: dict[str, str]) -> None:
         log.info(
             "stage %s: merging the earlier stage's LoRA adapter into the backbone", stage.get("name", "?")
         )
-        _merge_lora(model)
+        merge_lora(model)
 
 
 def applied_stages(model: Any) -> list[dict]:

@@ -320,6 +320,25 @@ def resolve_revision(source: str | WeightSource) -> str | None:
     return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
 
 
+def pin_revision(source: str | WeightSource, revision: str | None = None) -> str | None:
+    """``source`` pinned to the commit its Hub repo resolves to now (``org/name@<sha>``, also inside
+    ``gguf:`` / ``ct2:``), or None for a source without a Hub repo. Fetches (or reads from the cache) what
+    ``materialize`` reads, so a component then built from the pinned string loads exactly that commit."""
+    parsed = _coerce(source, revision)
+    hub = parsed.hub
+    if hub is None:
+        return None
+    commit = resolve_revision(parsed)
+    return None if commit is None else str(_replace_hub(parsed, replace(hub, revision=commit)))
+
+
+def source_path(source: str | WeightSource, revision: str | None = None) -> Path:
+    """The file or folder a source names on disk, before any conversion: a package or local path, a Hub
+    snapshot (or file), or for ``gguf:`` / ``ct2:`` the GGUF file / CTranslate2 folder they convert."""
+    parsed = _coerce(source, revision)
+    return _locate(parsed.inner if parsed.inner is not None else parsed, for_ct2=parsed.kind == "ct2")
+
+
 def cache_root() -> Path:
     """zoo's own cache folder: ``$ZOO_HOME``, or ``~/.cache/zoo``."""
     return Path(os.environ.get("ZOO_HOME") or Path.home() / ".cache" / "zoo").expanduser()
@@ -496,12 +515,12 @@ def _cache_key(kind: str, name: str, files: list[Path]) -> str:
     """``<kind>-<name>-<digest>``: the digest covers the input files' bytes and the converter version."""
     digest = hashlib.sha256(f"{kind}:{CONVERTER_VERSIONS[kind.split('-')[0]]}".encode())
     for path in files:
-        digest.update(f"{path.name}:{_file_digest(path)}".encode())
+        digest.update(f"{path.name}:{file_digest(path)}".encode())
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:60] or "weights"
     return f"{kind}-{slug}-{digest.hexdigest()[:16]}"
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     """sha256 of a file's bytes, remembered per (path, size, mtime) for the life of the process."""
     stat = path.stat()
     memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)

@@ -33,6 +33,15 @@ def linear_module_names(model: nn.Module) -> list[str]:
 class CausalLMBackbone(Backbone):
     """Any transformers causal LM (Hub id, local folder, GGUF file) with its tokenizer and chat template."""
 
+    # A 2-layer LLaMA of width 64 with the tokenizer shipped in zoo (`package:` sources: docs/weights.md).
+    tiny_args = {
+        "tokenizer": "package:zoo/recipes/assets/tiny-tokenizer",
+        "config": {"model_type": "llama", "vocab_size": 1024, "hidden_size": 64, "intermediate_size": 128,
+                   "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                   "max_position_embeddings": 2048, "tie_word_embeddings": True, "bos_token_id": 1,
+                   "eos_token_id": 2, "pad_token_id": 0},
+    }  # fmt: skip
+
     def __init__(
         self,
         source: str | None = None,

@@ -17,9 +17,16 @@ MODALITIES = ("image", "video", "audio")
 
 
 class Component(nn.Module):
-    """Common base: remembers the spec it was built from so configs can rebuild it."""
+    """Common base: remembers the spec it was built from so configs can rebuild it.
+
+    ``tiny_args`` are keyword arguments that build a small, random-initialised instance with nothing
+    downloaded, in well under a second: the conformance kit (``zoo.testing``) builds every registered
+    component with them (projectors also get ``dim_in`` and ``llm_dim``). ``None``: not declared, and the
+    kit reports it.
+    """
 
     kind: ClassVar[str] = ""
+    tiny_args: ClassVar[dict[str, Any] | None] = None
 
     @property
     def all_tied_weights_keys(self) -> dict[str, str]:
@@ -36,7 +43,8 @@ class Encoder(Component):
 
     Subclasses set ``modality`` and ``dim``, implement ``preprocess`` (one raw item to one tensor, the
     encoder's own preprocessing) and ``forward`` (a stacked batch of those tensors to tokens), and report
-    ``num_tokens`` (tokens per item). Encoders are frozen by default.
+    ``num_tokens`` (tokens per item). Encoders are frozen by default: every parameter has
+    ``requires_grad=False`` when built (a recipe stage may unfreeze them).
     """
 
     kind: ClassVar[str] = "encoder"
@@ -67,6 +75,8 @@ class Projector(Component):
 
     kind: ClassVar[str] = "projector"
     needs_backbone: ClassVar[bool] = False
+    # Input lengths (encoder tokens per item) the conformance kit tries; ``output_length`` must accept each.
+    tiny_input_lengths: ClassVar[tuple[int, ...]] = (1, 7, 20)
 
     def __init__(self, dim_in: int, llm_dim: int) -> None:
         super().__init__()

@@ -75,6 +75,10 @@ class BLIP2VisionEncoder(Encoder):
     """
 
     modality = "image"
+    tiny_args = {
+        "config": {"hidden_size": 24, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+                   "image_size": 28, "patch_size": 14},
+    }  # fmt: skip
 
     def __init__(
         self,

@@ -68,6 +68,10 @@ class CLIPVisionEncoder(Encoder):
     """CLIP vision tower via transformers: per-patch tokens (no CLS), optionally through the CLIP projection."""
 
     modality = "image"
+    tiny_args = {
+        "config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                   "image_size": 32, "patch_size": 8, "projection_dim": 16},
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -211,6 +215,12 @@ class WhisperAudioEncoder(Encoder):
 
     modality = "audio"
     sampling_rate = 16000
+    tiny_args = {
+        "config": {"d_model": 32, "encoder_layers": 2, "encoder_attention_heads": 2, "encoder_ffn_dim": 64,
+                   "decoder_layers": 1, "decoder_attention_heads": 2, "decoder_ffn_dim": 64, "num_mel_bins": 80,
+                   "vocab_size": 64, "max_source_positions": 1500, "pad_token_id": 0, "bos_token_id": 1,
+                   "eos_token_id": 2, "decoder_start_token_id": 1},
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -273,6 +283,13 @@ class WhisperAudioEncoder(Encoder):
         extractor.chunk_length = seconds
         extractor.n_samples = seconds * extractor.sampling_rate
         extractor.nb_max_frames = extractor.n_samples // extractor.hop_length
+
+    @property
+    def max_audio_seconds(self) -> float:
+        """The longest clip this encoder takes (truncated to it under ``long_audio: truncate``): the media
+        loader checks it from the file's header, before decoding."""
+        windows = self.max_audio_chunks if self.long_audio == "chunk" else 1
+        return windows * self.window_samples / self.sampling_rate
 
     @property
     def window_samples(self) -> int:
@@ -343,6 +360,10 @@ class VideoFramesEncoder(Encoder):
     """Video as ``num_frames`` uniformly sampled frames through any image encoder, tokens concatenated."""
 
     modality = "video"
+    tiny_args = {
+        "num_frames": 2,
+        "frame_encoder": {"name": "zoo:clip-vision", "args": CLIPVisionEncoder.tiny_args},
+    }
 
     def __init__(
         self,

@@ -81,6 +81,8 @@ class _CheckedProjector(Projector):
 class LinearProjector(_CheckedProjector):
     """One Linear from the encoder width to the LLM width, token by token (LLaVA-1)."""
 
+    tiny_args = {}
+
     def __init__(self, dim_in: int, llm_dim: int) -> None:
         super().__init__(dim_in, llm_dim)
         self.proj = nn.Linear(dim_in, llm_dim)
@@ -99,6 +101,8 @@ class MLPProjector(_CheckedProjector):
 
     Linear(dim_in, llm_dim), then (depth - 1) x [GELU, Linear(llm_dim, llm_dim)].
     """
+
+    tiny_args = {"depth": 2}
 
     def __init__(self, dim_in: int, llm_dim: int, *, depth: int = 2) -> None:
         super().__init__(dim_in, llm_dim)
@@ -154,6 +158,8 @@ class TokenSplitMLPProjector(_CheckedProjector):
     ~3.2, while the untrained projector emitted ~11 and grew past 200 when trained at lr 1e-3) and cannot
     drift away from it; the gain stays trainable.
     """
+
+    tiny_args = {"num_tokens": 4}
 
     def __init__(
         self,
@@ -273,6 +279,8 @@ class MacawAligner(_CheckedProjector):
     """
 
     needs_backbone = True
+    tiny_args = {"kernel_size": 4, "stride": 3, "num_heads": 4}
+    tiny_input_lengths = (4, 10, 20)
 
     def __init__(
         self,
@@ -435,6 +443,14 @@ class QFormerProjector(_CheckedProjector):
     this ``llm_dim`` (BLIP-2 OPT-2.7B projects to 2560; a new LLM width keeps a fresh projection).
     """
 
+    tiny_args = {
+        "num_queries": 5,
+        "hidden_size": 32,
+        "num_layers": 2,
+        "num_heads": 4,
+        "intermediate_size": 64,
+    }
+
     def __init__(
         self,
         dim_in: int,
@@ -530,6 +546,8 @@ class PerceiverResampler(_CheckedProjector):
     to ``4 * llm_dim``. The latents start from N(0, 1) as in Flamingo/IDEFICS (transformers starts them at
     one, which leaves every latent identical when training anew).
     """
+
+    tiny_args = {"num_latents": 6, "depth": 2, "num_heads": 4, "head_dim": 8, "num_key_value_heads": 2}
 
     def __init__(
         self,

@@ -18,6 +18,8 @@ _LAZY = {
     "Skip": "zoo.data.schema",
     "validate_messages": "zoo.data.schema",
     "READERS": "zoo.data.readers",
+    "Context": "zoo.data.readers",
+    "reader_for": "zoo.data.readers",
     "convert": "zoo.data.readers",
     "iter_records": "zoo.data.readers",
     "read_records": "zoo.data.readers",

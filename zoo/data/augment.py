@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,40 +99,56 @@ def concat_dialogs(
     max_dialogs: int = 3,
     p: float = 0.5,
     max_messages: int | None = None,
+    budget: Callable[[], int] | None = None,
 ) -> Iterator[Sample | Skip]:
-    """Samples with, at probability ``p``, the next 2..``max_dialogs`` dialogs joined into one; skips pass."""
+    """Samples with, at probability ``p``, the next 2..``max_dialogs`` dialogs joined into one; skips pass.
+
+    Only dialogs with the same system prompt are joined (the joined dialog keeps it, once, first), so no
+    record loses its own prompt. ``budget`` (records its dataset may still give, read before each group)
+    keeps a group within a mixture's count: a skip that passes while a group forms uses one record of it.
+    """
     if max_dialogs < 2:
         yield from items
         return
     group: list[Sample] = []
-    target = 1
+    target = allowed = 1
     for item in items:
         if isinstance(item, Skip):
             yield item
+            allowed -= 1
+            if group and len(group) >= allowed:
+                yield join_dialogs(group)
+                group = []
             continue
-        if not group:
-            target = rng.randint(2, max_dialogs) if rng.random() < p else 1
         fits = (
             max_messages is None or sum(len(s.messages) for s in group) + len(item.messages) <= max_messages
         )
-        if group and not fits:
+        if group and (not fits or _system(item) != _system(group[0])):
             yield join_dialogs(group)
             group = []
-            target = 1
+        if not group:
+            target = rng.randint(2, max_dialogs) if rng.random() < p else 1
+            allowed = budget() if budget is not None else target
         group.append(item)
-        if len(group) >= target:
+        if len(group) >= min(target, allowed):
             yield join_dialogs(group)
             group = []
     if group:
         yield join_dialogs(group)
 
 
+def _system(sample: Sample) -> list[Any]:
+    return [m["content"] for m in sample.messages if m["role"] == "system"]
+
+
 def join_dialogs(samples: list[Sample]) -> Sample:
-    """One sample whose messages are the dialogs in order; ``meta["parts"]`` lists the originals."""
+    """One sample whose messages are the dialogs in order, under their (common) system prompt, once;
+    ``meta["parts"]`` lists the originals."""
     if len(samples) == 1:
         return samples[0]
     first = samples[0]
-    messages = [m for s in samples for m in s.messages if m["role"] != "system"]
+    system = [m for m in first.messages if m["role"] == "system"]
+    messages = system + [m for s in samples for m in s.messages if m["role"] != "system"]
     parts = [part for s in samples for part in s.parts]
     meta = {"source": first.meta.get("source"), "parts": parts}
     return Sample(

@@ -120,8 +120,7 @@ class EncodedDataset(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         worker, workers = _worker_share()
-        encoded: list[Any] = []
-        used: list[dict] = []
+        pending: list[tuple[Any, Sample]] = []
         skipped: list[Skip] = []
         for position, item in enumerate(self.source):
             if position % workers != worker:
@@ -132,13 +131,12 @@ class EncodedDataset(torch.utils.data.IterableDataset):
             elif isinstance(result, list):
                 skipped += result
             else:
-                encoded.append(result)
-                used += item.parts
-            if len(encoded) == self.batch_size:
-                yield self._emit(encoded, used, skipped)
-                encoded, used, skipped = [], [], []
-        if encoded or skipped:
-            yield self._emit(encoded, used, skipped)
+                pending.append((result, item))
+            if len(pending) == self.batch_size:
+                yield self._emit(pending, skipped)
+                pending, skipped = [], []
+        if pending or skipped:
+            yield self._emit(pending, skipped)
 
     def encode(self, sample: Sample) -> Any:
         """The sample encoded and fit to ``max_length``, or one ``Skip`` per source sample it is made of."""
@@ -146,21 +144,48 @@ class EncodedDataset(torch.utils.data.IterableDataset):
             encoded = self.processor.encode(sample.messages)
             return self.processor.truncate(encoded, self.max_length) if self.max_length else encoded
         except Exception as error:  # a bad sample must never end the run; the ledger keeps the reason
-            reason = str(error) if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
-            joined = f" (in concatenated dialog {sample.id!r})" if len(sample.parts) > 1 else ""
-            return [
-                Skip(p["dataset"], p["index"], p["id"], _stage(error), reason + joined, p.get("source"))
-                for p in sample.parts
-            ]
+            return _skips(sample, error)
 
-    def _emit(self, encoded: list, used: list[dict], skipped: list[Skip]) -> dict:
+    def _emit(self, pending: list[tuple[Any, Sample]], skipped: list[Skip]) -> dict:
         batch = None
-        if encoded:
-            extra = {"packing": True, "max_length": self.max_length} if self.packing else {}
-            batch = self.processor.collate(
-                encoded, padding_side="right", pad_to_multiple_of=self.pad_to_multiple_of, **extra
-            )
+        if pending:
+            try:
+                batch = self._collate([encoded for encoded, _ in pending])
+            except Exception:  # one sample that cannot join a batch (e.g. media of another shape)
+                pending, skipped = self._without_uncollatable(pending, skipped)
+                batch = self._collate([encoded for encoded, _ in pending]) if pending else None
+        used = [part for _, sample in pending for part in sample.parts]
         return {"batch": batch, "used": used, "skipped": skipped}
+
+    def _collate(self, encoded: list) -> dict:
+        extra = {"packing": True, "max_length": self.max_length} if self.packing else {}
+        return self.processor.collate(
+            encoded, padding_side="right", pad_to_multiple_of=self.pad_to_multiple_of, **extra
+        )
+
+    def _without_uncollatable(
+        self, pending: list[tuple[Any, Sample]], skipped: list[Skip]
+    ) -> tuple[list[tuple[Any, Sample]], list[Skip]]:
+        """The batch's samples that collate with the first one that collates alone; the others skipped."""
+        kept: list[tuple[Any, Sample]] = []
+        for encoded, sample in pending:
+            try:
+                self._collate([e for e, _ in kept] + [encoded])
+            except Exception as error:
+                skipped = skipped + _skips(sample, error, "cannot be batched with the others: ")
+                continue
+            kept.append((encoded, sample))
+        return kept, skipped
+
+
+def _skips(sample: Sample, error: Exception, prefix: str = "") -> list[Skip]:
+    """One ``Skip`` per source sample of ``sample`` (several for a concatenated dialog)."""
+    reason = str(error) if isinstance(error, ZooError) else f"{type(error).__name__}: {error}"
+    joined = f" (in concatenated dialog {sample.id!r})" if len(sample.parts) > 1 else ""
+    return [
+        Skip(p["dataset"], p["index"], p["id"], _stage(error), prefix + reason + joined, p.get("source"))
+        for p in sample.parts
+    ]
 
 
 def _identity(item: Any) -> Any:
@@ -202,28 +227,45 @@ class ZooLoader:
         return self.used + len(self.ledger)
 
     def __iter__(self) -> Iterator[dict]:
+        """Batches of one pass. The ledger is written however the pass ends: at its end, when the loop
+        breaks early (the generator is closed), or on an exception or KeyboardInterrupt."""
         self.ledger, self.used_samples = SkipLedger(), []
         options = {"prefetch_factor": self.prefetch_factor} if self.num_workers else {}
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=None, num_workers=self.num_workers, collate_fn=_identity, **options
         )
-        for item in loader:
-            self.ledger.extend(item["skipped"])
-            self.used_samples += item["used"]
-            if self.read >= self.min_samples:
-                self._check_rate()
-            if item["batch"] is not None:
-                yield item["batch"]
-        self._finish()
+        completed = False
+        try:
+            for item in loader:
+                self.ledger.extend(item["skipped"])
+                self.used_samples += item["used"]
+                if self.read >= self.min_samples:
+                    self._check_rate()
+                if item["batch"] is not None:
+                    yield item["batch"]
+            completed = True
+        finally:
+            self._finish(completed)
 
-    def _finish(self) -> None:
+    def _finish(self, completed: bool) -> None:
+        """Log the summary and write the ledger (also an empty one over a previous run's list); the
+        failure-rate rule is checked at the end of a completed pass."""
         summary = self.ledger.summary(self.used)
-        if len(self.ledger):
-            path = self.ledger.write(self.ledger_path)
-            logger.warning("%s\nthe list is in %s", summary, path)
+        ending = "" if completed else " (the pass ended early)"
+        if len(self.ledger) or self.ledger_path.exists():
+            try:
+                path = self.ledger.write(self.ledger_path)
+            except OSError as error:
+                logger.error(
+                    "%s%s\nthe list could not be written to %s: %s", summary, ending, self.ledger_path, error
+                )
+            else:
+                log = logger.warning if len(self.ledger) else logger.info
+                log("%s%s\nthe list is in %s", summary, ending, path)
         else:
-            logger.info(summary)
-        self._check_rate()
+            logger.info("%s%s", summary, ending)
+        if completed:
+            self._check_rate()
 
     def _check_rate(self) -> None:
         if not self.read or len(self.ledger) / self.read <= self.max_failure_rate:

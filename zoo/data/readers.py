@@ -3,28 +3,34 @@
 Files are read through the ``datasets`` library in streaming mode, so a dataset larger than memory is
 never loaded whole: JSON Lines (``.jsonl``/``.ndjson``) line by line, Parquet row group by row group, and
 JSON documents (``.json``: an array of records, or an object whose ``field`` holds one) parsed whole, as a
-JSON document must be. JSON Lines go through the ``text`` builder and are parsed one line at a time, so one
-malformed line is reported with its line number instead of failing the whole file.
+JSON document must be. JSON Lines are parsed one line at a time, so one malformed line is reported with
+its line number instead of failing the whole file.
 
-Converters (``READERS``) map one record of a known format to a ``Sample``; they check the schema only
-(media files are decoded later, in the pipeline) and raise ``DataError`` naming the dataset, the record
-and the field. Relative media paths are resolved against ``media_root`` (default: the data file's folder).
+Readers map one record of a known format to a ``Sample``; they check the schema only (media files are
+decoded later, in the pipeline) and raise ``DataError`` naming the dataset, the record and the field.
+Relative media paths are resolved against ``media_root`` (default: the data file's folder). A reader is a
+plugin kind: the five formats here register in the ``zoo.readers`` entry-point group exactly as an outside
+package's reader does, and a dataset's ``format`` is looked up in the registry (``reader_for``).
 """
 
 from __future__ import annotations
 
+import codecs
 import glob
 import json
 import logging
+import math
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from zoo.data.schema import ROLES, Sample, validate_messages, where
-from zoo.errors import DataError
+from zoo.data.schema import ROLES, Sample, show_id, validate_messages, where
+from zoo.errors import DataError, MediaError, UnknownComponentError
+from zoo.media import base64_payload, is_dir, is_file
+from zoo.registry import get_registry, list_components
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +38,19 @@ SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": 
 MEDIA_TYPES = ("image", "video", "audio")
 SHOT_PROMPT = "Describe this video in detail."  # Shot2Story's captioning prompt (its ASR goes before it)
 IMAGE_MARKER = "<image>"
+# Bytes that are not UTF-8 become NUL characters, which JSON never allows unescaped: such a line fails to
+# parse and is reported as not UTF-8, instead of the decoder failing the whole file.
+_INVALID_UTF8 = "zoo.invalid-utf8"
+_BAD_BYTE = "\x00"
+codecs.register_error(_INVALID_UTF8, lambda error: (_BAD_BYTE * (error.end - error.start), error.end))
 
 
 @dataclass
 class RawRecord:
-    """One record as read: its file, its position there (line number for JSON Lines), data or error."""
+    """One record as read: its file, its position there (line index for JSON Lines), data or error.
+
+    A file that cannot be read (or whose rest cannot be read) is one ``RawRecord`` with ``error`` set at
+    the position where reading stopped: it is listed, and the other files are still read."""
 
     source: str
     index: int
@@ -53,9 +67,9 @@ def list_files(path_or_paths: str | Path | Iterable[str | Path]) -> list[Path]:
         text = str(item)
         if any(ch in text for ch in "*?["):
             found = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
-        elif Path(text).is_dir():
-            found = sorted(p for p in Path(text).rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
-        elif Path(text).is_file():
+        elif is_dir(text):
+            found = sorted(p for p in Path(text).rglob("*") if p.suffix.lower() in SUFFIXES and is_file(p))
+        elif is_file(text):
             found = [Path(text)]
         else:
             raise DataError(f"data path {text!r}: no such file or folder")
@@ -103,10 +117,31 @@ def read_records(
 def _iter_file(
     path: Path, *, streaming: bool, field: str | None, shuffle_buffer: int | None, seed: int
 ) -> Iterator[RawRecord]:
+    """The records of one file; a failure to read it becomes one error record where reading stopped."""
     kind = SUFFIXES[path.suffix.lower()]
+    read = 0
+    try:
+        for record in _file_records(path, kind, streaming, field, shuffle_buffer, seed):
+            read += 1
+            yield record
+    except (DataError, MediaError) as error:
+        yield RawRecord(str(path), read, None, f"{_rest(read)}: {error}")
+    except Exception as error:  # whatever a reader library raises on a broken file
+        message = f"cannot be read as {kind} ({type(error).__name__}: {str(error)[:300]})"
+        yield RawRecord(str(path), read, None, f"{_rest(read)}: data file {str(path)!r}: {message}")
+
+
+def _rest(read: int) -> str:
+    return "the file cannot be read" if read == 0 else f"the file cannot be read past record {read}"
+
+
+def _file_records(
+    path: Path, kind: str, streaming: bool, field: str | None, shuffle_buffer: int | None, seed: int
+) -> Iterator[RawRecord]:
     if kind == "jsonl":
-        rows = _load(path, "text", streaming, shuffle_buffer, seed)
-        yield from (_parse_line(str(path), i, row["text"]) for i, row in rows if row["text"].strip())
+        rows = _load(path, "jsonl-lines", streaming, shuffle_buffer, seed)
+        # blank: JSON's own white space only (a line of U+3000 is a bad record, not a blank line)
+        yield from (_parse_line(str(path), i, row["text"]) for i, row in rows if row["text"].strip(" \t\r\n"))
         return
     options = {"field": field, "on_mixed_types": None} if kind == "json" else {}
     yielded = False
@@ -125,14 +160,19 @@ def _iter_file(
 def _load(
     path: Path, builder: str, streaming: bool, shuffle_buffer: int | None, seed: int, **options: Any
 ) -> Any:
-    """``(position, row)`` pairs of one file through ``datasets.load_dataset``."""
-    from datasets import load_dataset
+    """``(position, row)`` pairs of one file through ``datasets.load_dataset`` (JSON Lines: a ``datasets``
+    dataset over its lines, see ``_jsonl_lines``)."""
+    from datasets import Dataset, IterableDataset, load_dataset
 
     options = {k: v for k, v in options.items() if v is not None or k == "on_mixed_types"}
     if builder != "json":
         options.pop("on_mixed_types", None)
     try:
-        ds = load_dataset(builder, data_files=str(path), split="train", streaming=streaming, **options)
+        if builder == "jsonl-lines":
+            maker = IterableDataset.from_generator if streaming else Dataset.from_generator
+            ds = maker(_jsonl_lines, gen_kwargs={"path": str(path)})
+        else:
+            ds = load_dataset(builder, data_files=str(path), split="train", streaming=streaming, **options)
     except Exception as error:
         raise DataError(f"data file {str(path)!r}: cannot be opened as {builder} ({error})") from error
     if not shuffle_buffer:
@@ -140,6 +180,16 @@ def _load(
     ds = ds.map(lambda _, i: {"__position__": i}, with_indices=True)
     ds = ds.shuffle(seed=seed, buffer_size=shuffle_buffer) if streaming else ds.shuffle(seed=seed)
     return ((row.pop("__position__"), row) for row in _rows(ds))
+
+
+def _jsonl_lines(path: str) -> Iterator[dict]:
+    """The lines of a JSON Lines file as ``{"text": line}``, split at ``\\n`` only. (The ``text`` builder
+    splits with ``str.splitlines``, which also breaks at U+2028, U+2029 and NEL: characters a JSON string
+    may hold as they are, so one record became two halves that are not JSON.) Bytes that are not UTF-8
+    become NUL characters, which no JSON text allows unescaped: that line is reported, not the file."""
+    with open(path, "rb") as f:
+        for line in f:
+            yield {"text": line.rstrip(b"\r\n").decode("utf-8", errors=_INVALID_UTF8)}
 
 
 def _rows(ds: Any, batch_size: int = 64) -> Iterator[dict]:
@@ -152,8 +202,13 @@ def _rows(ds: Any, batch_size: int = 64) -> Iterator[dict]:
 def _parse_line(source: str, index: int, line: str) -> RawRecord:
     try:
         data = json.loads(line)
-    except json.JSONDecodeError as error:
-        return RawRecord(source, index, None, f"line {index + 1} is not valid JSON ({error})")
+    except (ValueError, RecursionError) as error:  # also: integers past 4300 digits, nesting past the stack
+        if _BAD_BYTE in line:
+            return RawRecord(source, index, None, f"line {index + 1} is not valid UTF-8")
+        problem = (
+            "is nested too deeply" if isinstance(error, RecursionError) else f"is not valid JSON ({error})"
+        )
+        return RawRecord(source, index, None, f"line {index + 1} {problem}")
     return _checked(source, index, data)
 
 
@@ -164,10 +219,15 @@ def _checked(source: str, index: int, data: Any) -> RawRecord:
 
 
 def _iter_json_document(path: Path, field: str | None) -> Iterator[RawRecord]:
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"data file {str(path)!r}: not valid UTF-8 ({error})") from None
     try:
         document = json.loads(text)
-    except json.JSONDecodeError as error:
+    except RecursionError:
+        raise DataError(f"data file {str(path)!r}: nested too deeply") from None
+    except ValueError as error:
         if text.lstrip().startswith("{") and "\n" in text.strip():  # JSON Lines in a .json file
             lines = text.splitlines()
             yield from (_parse_line(str(path), i, line) for i, line in enumerate(lines) if line.strip())
@@ -197,7 +257,12 @@ class Context:
     seed: int = 0
 
     def error(self, message: str, sample_id: Any = None) -> DataError:
+        """A ``DataError`` naming this record (dataset, position, id): raise it for a bad field."""
         return DataError(f"{where(self.dataset, self.index, sample_id)}: {message}")
+
+    def sample(self, messages: list[dict], sample_id: Any = None, meta: dict | None = None) -> Sample:
+        """The checked ``Sample`` of this record: ``messages`` of ``{"role", "type", "content"}``."""
+        return _sample(self, sample_id, messages, meta)
 
     def rng(self, purpose: str = "") -> random.Random:
         """A generator seeded by this record (and a purpose) alone: choices do not depend on order or worker."""
@@ -205,23 +270,36 @@ class Context:
         return random.Random(f"{self.seed}:{self.dataset}:{name}:{self.index}:{purpose}")
 
     def media(self, value: Any, sample_id: Any = None) -> Any:
-        """A media reference made usable: relative paths joined to the media root, cached URLs mapped."""
+        """A media reference made usable: relative paths joined to the media root, cached URLs mapped;
+        base64 (bare or a ``data:`` URL) stays as it is."""
         if not isinstance(value, str) or value.startswith("data:"):
             return value
-        url = urlparse(value)
+        if "\x00" in value:
+            raise self.error("a media reference contains a NUL character", sample_id)
+        root = self.media_root or (Path(self.source).parent if self.source else None)
+        if base64_payload(value) is not None and not is_file(value if root is None else root / value):
+            return value
+        try:
+            url = urlparse(value)
+        except ValueError as error:  # e.g. "http://[x/a.jpg"
+            raise self.error(
+                f"media reference {_short(value)} is not a valid URL ({error})", sample_id
+            ) from None
         if url.scheme in ("http", "https"):
             return self._cached(value, url, sample_id)
         if url.scheme == "file":
             return unquote(url.path)
-        path = Path(value).expanduser()
-        root = self.media_root or (Path(self.source).parent if self.source else None)
+        try:
+            path = Path(value).expanduser()
+        except RuntimeError as error:  # ~nosuchuser
+            raise self.error(f"media path {_short(value)}: {error}", sample_id) from None
         return str(path if path.is_absolute() or root is None else root / path)
 
     def _cached(self, value: str, url: Any, sample_id: Any) -> str:
         if self.url_cache is None:
             return value  # the media loader looks it up in its own cache, or says it is not cached
         local = self.url_cache / url.netloc / unquote(url.path).lstrip("/")
-        if not local.is_file():
+        if not is_file(local):
             raise self.error(
                 f"URL {value!r} is not in the local cache (looked for {local}); nothing is downloaded",
                 sample_id,
@@ -229,12 +307,42 @@ class Context:
         return str(local)
 
 
+Reader = Callable[[dict, Context], Sample]
+
+
+def reader_for(fmt: str, dataset: str | None = None) -> Reader:
+    """The reader of format ``fmt`` (a name in ``zoo list --kind reader``), loaded through the registry."""
+    try:
+        return get_registry().load("reader", fmt)
+    except UnknownComponentError as error:
+        raise DataError(
+            f"dataset {dataset!r}: unknown format {fmt!r}; installed formats: {', '.join(sorted(READERS))} "
+            f"({error})"
+        ) from None
+
+
 def convert(record: dict, fmt: str, ctx: Context) -> Sample:
-    """The ``Sample`` of one record of format ``fmt`` (a key of ``READERS``)."""
-    reader = READERS.get(fmt)
-    if reader is None:
-        raise DataError(f"dataset {ctx.dataset!r}: unknown format {fmt!r} (use one of {', '.join(READERS)})")
-    return reader(record, ctx)
+    """The ``Sample`` of one record of format ``fmt`` (see ``reader_for``)."""
+    return reader_for(fmt, ctx.dataset)(record, ctx)
+
+
+class _InstalledReaders(Mapping):
+    """The installed readers by format name, a read-only view of the registry (loaded on first use)."""
+
+    def __getitem__(self, fmt: str) -> Reader:
+        try:
+            return get_registry().load("reader", fmt)
+        except UnknownComponentError:
+            raise KeyError(fmt) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(entry.name for entry in list_components("reader")))
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+READERS: Mapping[str, Reader] = _InstalledReaders()
 
 
 def _sample(ctx: Context, sample_id: Any, messages: list[dict], meta: dict | None = None) -> Sample:
@@ -242,7 +350,7 @@ def _sample(ctx: Context, sample_id: Any, messages: list[dict], meta: dict | Non
     meta = {"source": ctx.source, **(meta or {})}
     if sample_id is None:
         sample_id = f"{Path(ctx.source).stem if ctx.source else ctx.dataset}:{ctx.index}"
-    return Sample(id=str(sample_id), dataset=ctx.dataset, index=ctx.index, messages=checked, meta=meta)
+    return Sample(id=show_id(sample_id), dataset=ctx.dataset, index=ctx.index, messages=checked, meta=meta)
 
 
 def _text(record: dict, key: str, ctx: Context, sample_id: Any, *, required: bool = True) -> str:
@@ -250,9 +358,25 @@ def _text(record: dict, key: str, ctx: Context, sample_id: Any, *, required: boo
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
-        got = "nothing" if value is None else repr(value)[:60]
-        raise ctx.error(f"field {key!r} must be a non-empty string, got {got}", sample_id)
+        raise ctx.error(f"field {key!r} must be a non-empty string, got {_short(value)}", sample_id)
     return value
+
+
+def _short(value: Any) -> str:
+    """A value for an error message: strings and numbers shortened, containers by type (never a deep repr)."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:40] + "…" + value[-10:])
+    if isinstance(value, (bool, float)) or (isinstance(value, int) and abs(value) < 10**30):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+def _record_mapping(record: Any, ctx: Context) -> dict:
+    if not isinstance(record, dict):
+        raise ctx.error(f"a record must be a mapping, got {type(record).__name__}")
+    return record
 
 
 def _msg(role: str, kind: str, content: Any) -> dict:
@@ -261,7 +385,7 @@ def _msg(role: str, kind: str, content: Any) -> dict:
 
 def from_s3(record: dict, ctx: Context) -> Sample:
     """S3 chat JSON (paper Fig. 3): ``{"id", "messages": [{"role": user|bot, "type", "text"}]}``."""
-    sample_id = record.get("id")
+    sample_id = _record_mapping(record, ctx).get("id")
     messages = record.get("messages")
     if not isinstance(messages, list):
         raise ctx.error(f"field 'messages' must be a list, got {type(messages).__name__}", sample_id)
@@ -284,7 +408,7 @@ def from_m3it(record: dict, ctx: Context) -> Sample:
     response. Several frames of a video task (dataset option ``video: true``, or a ``meta`` that mentions
     video) become one video item; otherwise each string is one image.
     """
-    meta = _m3it_meta(record.get("meta"))
+    meta = _m3it_meta(_record_mapping(record, ctx).get("meta"))
     sample_id = record.get("id", meta.get("id"))
     images = record.get("image_base64_str")
     images = record.get("images") if images is None else images
@@ -298,7 +422,7 @@ def from_m3it(record: dict, ctx: Context) -> Sample:
         )
     inputs = _text(record, "inputs", ctx, sample_id, required=False).strip()
     outputs = _text(record, "outputs", ctx, sample_id)
-    as_video = ctx.options.get("video", len(images) > 1 and "video" in json.dumps(meta).lower())
+    as_video = ctx.options.get("video", len(images) > 1 and _mentions(meta, "video"))
     if as_video and images:
         media = [_msg("user", "video", images)]  # base64 frames, decoded as they are
     else:
@@ -312,9 +436,26 @@ def _m3it_meta(meta: Any) -> dict:
     if isinstance(meta, str):
         try:
             meta = json.loads(meta)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             return {"text": meta}
     return {k: v for k, v in meta.items() if v is not None} if isinstance(meta, dict) else {}
+
+
+def _mentions(value: Any, word: str, budget: int = 10_000) -> bool:
+    """Whether any string (key or value) in a nested structure contains ``word``; walks at most ``budget``
+    items, without recursion."""
+    pending = [value]
+    while pending and budget > 0:
+        item = pending.pop()
+        budget -= 1
+        if isinstance(item, str):
+            if word in item.lower():
+                return True
+        elif isinstance(item, dict):
+            pending += [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple)):
+            pending += item
+    return False
 
 
 def from_macaw(record: dict, ctx: Context) -> Sample:
@@ -324,14 +465,15 @@ def from_macaw(record: dict, ctx: Context) -> Sample:
     option ``media_from_id`` (e.g. ``{"video": "videos/{id}.mp4"}``); ``audio_from_video: true`` (or an
     ``audio`` value of ``"video"``) takes the audio track of the sample's video file.
     """
-    sample_id = record.get("id")
+    sample_id = _record_mapping(record, ctx).get("id")
     templates = ctx.options.get("media_from_id") or {}
     found = {}
     for kind in MEDIA_TYPES:
-        value = record.get(kind, record.get(f"{kind}_path"))
-        if value in (None, "", "None") and kind in templates and sample_id is not None:
-            value = templates[kind].format(id=sample_id)
-        if value not in (None, "", "None"):
+        # `image` or `image_path`: a .json/.parquet reader fills a column a record lacks with None
+        value = next((v for v in (record.get(kind), record.get(f"{kind}_path")) if not _no_media(v)), None)
+        if value is None and kind in templates and sample_id is not None:
+            value = _from_template(templates[kind], sample_id, kind, ctx)
+        if value is not None:
             found[kind] = value
     if found.get("audio") == "video" or (ctx.options.get("audio_from_video") and "audio" not in found):
         if "video" not in found:
@@ -347,22 +489,35 @@ def from_macaw(record: dict, ctx: Context) -> Sample:
     return _sample(ctx, sample_id, messages, {"audio_from_video": found.get("audio") == found.get("video")})
 
 
+def _no_media(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value in ("", "None"))
+
+
+def _from_template(template: Any, sample_id: Any, kind: str, ctx: Context) -> str:
+    if not isinstance(sample_id, (str, int)) or isinstance(sample_id, bool):
+        raise ctx.error(f"media_from_id needs a string or integer 'id', got {_short(sample_id)}", sample_id)
+    try:
+        return str(template).format(id=sample_id)
+    except (KeyError, IndexError, ValueError, AttributeError) as error:
+        raise ctx.error(
+            f"media_from_id template for {kind} {template!r} fails ({error})", sample_id
+        ) from None
+
+
 def from_llava(record: dict, ctx: Context) -> Sample:
     """LLaVA conversation JSON: ``conversations`` of ``{"from": human|gpt, "value"}`` with ``<image>`` markers.
 
     Each marker becomes an image message at its position; with an ``image`` but no marker the image opens
     the first human turn (LLaVA's own convention). Markers and images must pair up.
     """
-    sample_id = record.get("id")
+    sample_id = _record_mapping(record, ctx).get("id")
     turns = record.get("conversations")
     if not isinstance(turns, list) or not turns:
         raise ctx.error("field 'conversations' must be a non-empty list", sample_id)
     images = record.get("image")
-    images = [] if images in (None, "") else [images] if isinstance(images, str) else images
-    if not isinstance(images, list):
-        raise ctx.error(
-            f"field 'image' must be a path or a list of paths, got {type(images).__name__}", sample_id
-        )
+    images = [] if images is None or images == "" else [images] if isinstance(images, str) else images
+    if not isinstance(images, list) or not all(isinstance(x, str) and x for x in images):
+        raise ctx.error(f"field 'image' must be a path or a list of paths, got {_short(images)}", sample_id)
     values = [_llava_turn(turn, t, ctx, sample_id) for t, turn in enumerate(turns)]
     markers = sum(value.count(IMAGE_MARKER) for _, value in values)
     if markers == 0 and images:
@@ -401,16 +556,18 @@ def from_shots(record: dict, ctx: Context) -> Sample:
     The user turn is one video message ``{"shots": [...], "asr": ...}`` and the ``question`` (default
     Shot2Story's "Describe this video in detail."); the answer is ``answer``, ``caption`` or ``summary``.
     """
-    sample_id = record.get("id")
+    sample_id = _record_mapping(record, ctx).get("id")
     shots = record.get("shots")
     if not isinstance(shots, list) or not shots:
         raise ctx.error("field 'shots' must be a non-empty list", sample_id)
     video = record.get("video")
     content = {
         "shots": [_shot(s, shot, video, ctx, sample_id) for s, shot in enumerate(shots)],
-        "asr": _asr(record, shots),
+        "asr": _asr(record, shots, ctx, sample_id),
     }
     question = record.get("question") or ctx.options.get("prompt") or SHOT_PROMPT
+    if not isinstance(question, str):
+        raise ctx.error(f"field 'question' must be a string, got {_short(question)}", sample_id)
     key = next(
         (k for k in ("answer", "caption", "summary", "response") if record.get(k) is not None), "answer"
     )
@@ -426,30 +583,46 @@ def from_shots(record: dict, ctx: Context) -> Sample:
 def _shot(s: int, shot: Any, video: Any, ctx: Context, sample_id: Any) -> Any:
     if isinstance(shot, dict) and shot.get("frames") is not None:
         shot = shot["frames"]
-    if isinstance(shot, str):
+    if isinstance(shot, str) and shot:
         return ctx.media(shot, sample_id)
-    if isinstance(shot, list):
+    if isinstance(shot, list) and shot:
+        if not all(isinstance(frame, str) and frame for frame in shot):
+            raise ctx.error(f"shot {s} must list its frames as paths or base64 strings", sample_id)
         return [ctx.media(frame, sample_id) for frame in shot]
     if isinstance(shot, dict) and "start" in shot and "end" in shot:
         source = shot.get("video") or video
-        if not isinstance(source, str):
+        if not isinstance(source, str) or not source:
             raise ctx.error(
                 f"shot {s} is a time range but neither it nor the record names a 'video'", sample_id
             )
-        try:
-            start, end = float(shot["start"]), float(shot["end"])
-        except (TypeError, ValueError):
-            raise ctx.error(f"shot {s} 'start'/'end' must be numbers of seconds", sample_id) from None
+        start, end = _seconds(shot["start"], s, ctx, sample_id), _seconds(shot["end"], s, ctx, sample_id)
+        if not start < end:
+            raise ctx.error(f"shot {s} needs start < end, got {start}s..{end}s", sample_id)
         return {"video": ctx.media(source, sample_id), "start": start, "end": end}
     raise ctx.error(
         f"shot {s} must be frames, a folder or {{start, end}}, got {type(shot).__name__}", sample_id
     )
 
 
-def _asr(record: dict, shots: list) -> str | None:
+def _seconds(value: Any, s: int, ctx: Context, sample_id: Any) -> float:
+    """A shot boundary in seconds: a finite, non-negative number (or a numeric string)."""
+    try:
+        seconds = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer like 10**400
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ctx.error(f"shot {s} 'start'/'end' must be finite seconds >= 0, got {_short(value)}", sample_id)
+    return seconds
+
+
+def _asr(record: dict, shots: list, ctx: Context, sample_id: Any) -> str | None:
     asr = record.get("asr")
     if isinstance(asr, list):
-        asr = " ".join(str(x) for x in asr if x)
+        if not all(isinstance(x, str) or x is None for x in asr):
+            raise ctx.error("field 'asr' must be a string or a list of strings", sample_id)
+        asr = " ".join(x for x in asr if x)
+    if asr is not None and not isinstance(asr, str):
+        raise ctx.error(f"field 'asr' must be a string or a list of strings, got {_short(asr)}", sample_id)
     if asr is None:
         parts = [
             shot.get("asr") for shot in shots if isinstance(shot, dict) and isinstance(shot.get("asr"), str)
@@ -458,10 +631,50 @@ def _asr(record: dict, shots: list) -> str | None:
     return asr or None
 
 
-READERS: dict[str, Callable[[dict, Context], Sample]] = {
-    "s3": from_s3,
-    "m3it": from_m3it,
-    "macaw": from_macaw,
-    "llava": from_llava,
-    "shots": from_shots,
-}
+# -- examples: one record of each format, read by the conformance kit (zoo.testing) and shown in docs ----
+RED_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg=="
+from_s3.examples = [
+    {
+        "id": "s3-1",
+        "messages": [
+            {"role": "user", "type": "image", "text": "images/cat.jpg"},
+            {"role": "user", "type": "text", "text": "What is in the picture?"},
+            {"role": "bot", "type": "text", "text": "A cat on a sofa."},
+        ],
+    }
+]
+from_m3it.examples = [
+    {
+        "instruction": "Answer the question.",
+        "inputs": "What colour is it?",
+        "outputs": "Red.",
+        "image_base64_str": [RED_PNG],
+    }
+]
+from_macaw.examples = [
+    {
+        "id": "m-1",
+        "instruction": "What sound is this?",
+        "response": "A bell.",
+        "audio": "audio/bell.wav",
+        "image": "None",
+    }
+]
+from_llava.examples = [
+    {
+        "id": "l-1",
+        "image": "coco/1.jpg",
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat is here?"},
+            {"from": "gpt", "value": "A dog."},
+        ],
+    }
+]
+from_shots.examples = [
+    {
+        "id": "v-1",
+        "video": "videos/v1.mp4",
+        "shots": [{"start": 0.0, "end": 2.0, "asr": "hello"}, {"start": 2.0, "end": 4.5}],
+        "caption": "A person waves, then walks away.",
+    }
+]

@@ -8,6 +8,7 @@ that every sample read is either trained on or listed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -67,7 +68,16 @@ class Skip:
 def where(dataset: str, index: int | None, sample_id: Any = None) -> str:
     """``dataset 'x', record 3 (id 'abc')``: the location used in every data error message."""
     text = f"dataset {dataset!r}, record {index}"
-    return text + (f" (id {str(sample_id)!r})" if sample_id is not None else "")
+    return text + (f" (id {show_id(sample_id)!r})" if sample_id is not None else "")
+
+
+def show_id(sample_id: Any) -> str:
+    """A record's id as text: strings and integers as they are (long ones cut), anything else by its type."""
+    if isinstance(sample_id, str):
+        return sample_id if len(sample_id) <= 200 else sample_id[:200] + "…"
+    if isinstance(sample_id, int) and not isinstance(sample_id, bool) and abs(sample_id) < 10**200:
+        return str(sample_id)
+    return f"<{type(sample_id).__name__} id>"
 
 
 def validate_messages(
@@ -116,7 +126,7 @@ def _validate_shots(content: dict, here: str) -> None:
     for s, shot in enumerate(shots):
         if isinstance(shot, dict):
             start, end = shot.get("start"), shot.get("end")
-            if not shot.get("video") or not _is_number(start) or not _is_number(end) or not start < end:
+            if not shot.get("video") or not _is_seconds(start) or not _is_seconds(end) or not start < end:
                 raise DataError(
                     f"{here}: shot {s} must be {{'video': path, 'start': s, 'end': e}} with start < end, got {shot!r}"
                 )
@@ -129,8 +139,14 @@ def _validate_shots(content: dict, here: str) -> None:
         raise DataError(f"{here}: 'asr' must be a string or null, got {_kind(asr)}")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _is_seconds(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and abs(value) < 1e15  # also keeps a huge int from overflowing a float later
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _kind(value: Any) -> str:

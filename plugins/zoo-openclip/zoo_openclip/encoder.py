@@ -75,9 +75,19 @@ class OpenCLIPVisionEncoder(Encoder):
     initialisation; with ``source`` the architecture and weights come from that folder's
     ``open_clip_config.json`` and safetensors file (``load_weights=False`` keeps its architecture only).
     ``image_size`` overrides the input resolution (open_clip resizes the position embeddings).
+    ``model_cfg`` overrides fields of the architecture's open_clip config (``embed_dim``, ``vision_cfg``,
+    ``text_cfg``): open_clip's ``create_model(**model_kwargs)``, its highest-priority override.
     """
 
     modality = "image"
+    tiny_args = {
+        "model_name": "ViT-B-16",
+        "model_cfg": {
+            "embed_dim": 24,
+            "vision_cfg": {"image_size": 32, "layers": 2, "width": 48, "patch_size": 8, "head_width": 16},
+            "text_cfg": {"context_length": 16, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
+        },
+    }
 
     def __init__(
         self,
@@ -87,11 +97,15 @@ class OpenCLIPVisionEncoder(Encoder):
         load_weights: bool = True,
         project_tokens: bool = False,
         image_size: int | None = None,
+        model_cfg: dict | None = None,
     ) -> None:
         super().__init__()
         from open_clip.transform import PreprocessCfg, image_transform_v2
 
-        options = {"load_weights": load_weights, "force_image_size": image_size}
+        # open_clip moves the model to `device` (default cpu): under torch.device("meta") keep it there.
+        device = torch.empty(0).device
+        options = {"load_weights": load_weights, "force_image_size": image_size, "device": device}
+        options.update(model_cfg or {})
         clip = _create_clip(model_name, source, revision, **options)
         self.model_name, self.source = model_name, source
         _check_tower(clip.visual, model_name if source is None else repr(source))
