@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/list_startup.py
 	$(PY) bench/data_loader.py
 	$(PY) bench/audio_memory.py
+	$(PY) bench/train_throughput.py
 
 clean:
 	rm -rf $(VENV)
