@@ -27,6 +27,8 @@ _LAZY = {
     "ZooModel": "zoo.modeling",
     "load": "zoo.modeling",
     "ZooProcessor": "zoo.processor",
+    "train": "zoo.training.run",
+    "evaluate": "zoo.evaluation.run",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

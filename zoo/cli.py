@@ -219,6 +219,18 @@ def _model_commands(name: str) -> tuple[Callable, Callable]:
     return getattr(cli_model, f"add_{name}_arguments"), getattr(cli_model, f"run_{name}")
 
 
+def _train_command() -> tuple[Callable, Callable]:
+    from zoo import cli_train
+
+    return cli_train.add_train_arguments, cli_train.run_train
+
+
+def _evaluation_commands(name: str) -> tuple[Callable, Callable]:
+    from zoo.evaluation import commands
+
+    return getattr(commands, f"add_{name}_arguments"), getattr(commands, f"run_{name}")
+
+
 COMMANDS: list[Command] = [
     Command("list", "list components and recipes (imports no plugin)", add_list_arguments, run_list),
     Command(
@@ -234,6 +246,13 @@ COMMANDS: list[Command] = [
         run_info,
     ),
     Command("chat", "ask a recipe or checkpoint about an image / audio / video", *_model_commands("chat")),
+    Command("eval", "score a model on data with the papers' metrics", *_evaluation_commands("eval")),
+    Command(
+        "judge",
+        "rate two models' answers with a judge model (M3IT's protocol)",
+        *_evaluation_commands("judge"),
+    ),
+    Command("data", "data tools: `zoo data audit DATA` (quality indicators)", *_evaluation_commands("data")),
     Command(
         "push",
         "push a checkpoint folder to the Hugging Face Hub (delta, or --merged)",
@@ -246,6 +265,7 @@ COMMANDS: list[Command] = [
         add_new_plugin_arguments,
         run_new_plugin,
     ),
+    Command("train", "train a recipe on data, stage by stage, into a reloadable model", *_train_command()),
 ]
 
 

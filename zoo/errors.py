@@ -77,3 +77,24 @@ class CheckpointError(ZooError, OSError):
 
 class HubError(ZooError, OSError):
     """A Hub repo that cannot be pushed or loaded: not a zoo checkpoint, missing plugin, bad file, no network."""
+
+
+class TrainingError(ZooError):
+    """A training run that cannot start or go on: bad options, an output folder in use, nothing to train on."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The loss became NaN or infinite: names the step, the batch's samples and the last good checkpoint."""
+
+
+class TrainingInterrupted(TrainingError):
+    """SIGINT or SIGTERM stopped a run after it saved a resumable checkpoint; ``signal`` is the number."""
+
+    def __init__(self, message: str, signal: int) -> None:
+        super().__init__(message)
+        self.signal = signal
+
+
+class EvaluationError(ZooError, ValueError):
+    """An evaluation that cannot run as asked (unknown metric, data without references, a judge template
+    without its fields); raised before any generation starts."""

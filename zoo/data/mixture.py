@@ -366,6 +366,11 @@ class Mixture:
             streams = [self._stream(spec) for spec in self.datasets]
             yield from self._by_weight(streams, rng)
 
+    def dataset_pass(self, spec: DatasetSpec) -> Iterator[Sample | Skip]:
+        """Every record of one dataset once, in file order, with its system prompt and augmentations: what
+        evaluation and the data audit read (no counts, weights or repetition)."""
+        return self._epoch(spec, 0, None)
+
     # -- interleaving --------------------------------------------------------------------------------
     def _by_count(self, streams: list[Iterator], rng: random.Random, remaining: list[int]) -> Iterator[Any]:
         """Exactly ``count`` records of each dataset (a concatenated dialog is never cut to fit: it is

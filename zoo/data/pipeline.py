@@ -2,8 +2,11 @@
 
 ``EncodedDataset`` (a torch ``IterableDataset``) encodes each sample with a ``ZooProcessor`` (decode media,
 tokenize, truncate to ``max_length``) and collates batches in the DataLoader workers; a sample that fails
-becomes a ``Skip`` instead of an exception. Each worker handles every ``num_workers``-th sample, so each
-sample is processed exactly once, and skips travel to the main process with the batches. ``ZooLoader``
+becomes a ``Skip`` instead of an exception. Batch ``k`` is made of the samples at positions
+``[k × batch_size, (k + 1) × batch_size)`` of the stream, minus the skipped ones; in distributed training
+process ``rank`` of ``world_size`` takes every ``world_size``-th batch, and each DataLoader worker every
+``num_workers``-th batch of its process. So each sample is processed exactly once, by one process, and the
+batches are the same whatever the number of workers; skips travel to the main process with the batches. ``ZooLoader``
 (from ``make_loader``) collects them into a ``SkipLedger``, stops the run with ``FailureRateError`` when
 the share of skipped samples passes ``max_failure_rate``, and at the end logs a summary and writes the
 list as JSON Lines (``skipped_samples.jsonl`` by default).
@@ -93,8 +96,11 @@ def _worker_share() -> tuple[int, int]:
 class EncodedDataset(torch.utils.data.IterableDataset):
     """Batches of encoded samples, built in whichever process iterates it.
 
-    Yields ``{"batch": collated dict or None, "used": [sample refs], "skipped": [Skip]}``; a batch holds
-    ``batch_size`` samples except the last of each worker.
+    Yields ``{"batch": collated dict or None, "used": [sample refs], "skipped": [Skip], "index": k}`` for
+    each batch ``k`` this process and worker own (see the module docstring): ``batch`` holds the usable
+    samples of its ``batch_size`` stream positions, None when none was usable. ``rank``/``world_size``
+    share the batches among distributed processes; batches before ``start_batch`` (counted per process)
+    are passed over without encoding anything, which is how a resumed run gets back to its position.
     """
 
     def __init__(
@@ -106,25 +112,46 @@ class EncodedDataset(torch.utils.data.IterableDataset):
         max_length: int | None = None,
         pad_to_multiple_of: int | None = 8,
         packing: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if packing and not max_length:
             raise ValueError("packing needs max_length (the length of a packed row)")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         self.processor = processor
         self.source = source
         self.batch_size = batch_size
         self.max_length = max_length
         self.pad_to_multiple_of = pad_to_multiple_of
         self.packing = packing
+        self.rank = rank
+        self.world_size = world_size
+        self.start_batch = start_batch
+
+    def owns(self, position: int, worker: int, workers: int) -> int | None:
+        """This process's batch index of stream ``position`` when this worker builds it, else None."""
+        chunk = position // self.batch_size
+        if chunk % self.world_size != self.rank:
+            return None
+        index = chunk // self.world_size
+        if index < self.start_batch or (index - self.start_batch) % workers != worker:
+            return None
+        return index
 
     def __iter__(self) -> Iterator[dict]:
         worker, workers = _worker_share()
         pending: list[tuple[Any, Sample]] = []
         skipped: list[Skip] = []
+        index = None
         for position, item in enumerate(self.source):
-            if position % workers != worker:
+            owner = self.owns(position, worker, workers)
+            if owner is None:
                 continue
+            index = owner
             result = item if isinstance(item, Skip) else self.encode(item)
             if isinstance(result, Skip):
                 skipped.append(result)
@@ -132,11 +159,11 @@ class EncodedDataset(torch.utils.data.IterableDataset):
                 skipped += result
             else:
                 pending.append((result, item))
-            if len(pending) == self.batch_size:
-                yield self._emit(pending, skipped)
-                pending, skipped = [], []
+            if position % self.batch_size == self.batch_size - 1:
+                yield self._emit(pending, skipped, index)
+                pending, skipped, index = [], [], None
         if pending or skipped:
-            yield self._emit(pending, skipped)
+            yield self._emit(pending, skipped, index)
 
     def encode(self, sample: Sample) -> Any:
         """The sample encoded and fit to ``max_length``, or one ``Skip`` per source sample it is made of."""
@@ -146,7 +173,7 @@ class EncodedDataset(torch.utils.data.IterableDataset):
         except Exception as error:  # a bad sample must never end the run; the ledger keeps the reason
             return _skips(sample, error)
 
-    def _emit(self, pending: list[tuple[Any, Sample]], skipped: list[Skip]) -> dict:
+    def _emit(self, pending: list[tuple[Any, Sample]], skipped: list[Skip], index: int | None) -> dict:
         batch = None
         if pending:
             try:
@@ -155,7 +182,7 @@ class EncodedDataset(torch.utils.data.IterableDataset):
                 pending, skipped = self._without_uncollatable(pending, skipped)
                 batch = self._collate([encoded for encoded, _ in pending]) if pending else None
         used = [part for _, sample in pending for part in sample.parts]
-        return {"batch": batch, "used": used, "skipped": skipped}
+        return {"batch": batch, "used": used, "skipped": skipped, "index": index}
 
     def _collate(self, encoded: list) -> dict:
         extra = {"packing": True, "max_length": self.max_length} if self.packing else {}
@@ -315,6 +342,8 @@ def make_loader(
     ledger_path: str | Path | None = None,
     max_failure_rate: float = 0.05,
     min_samples: int = 50,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> ZooLoader:
     """A loader of training batches (``processor.collate`` output) over a mixture, with a skip ledger.
 
@@ -325,6 +354,9 @@ def make_loader(
     The ledger is written to ``ledger_path`` (default ``<output_dir or .>/skipped_samples.jsonl``) when a
     sample was skipped; ``FailureRateError`` stops the run once at least ``min_samples`` were read and
     more than ``max_failure_rate`` of them were skipped, and again at the end.
+
+    In distributed data-parallel training give each process its ``rank`` and the ``world_size``: each
+    reads a disjoint share of the batches (no sample twice, none lost).
     """
     if max_length is None:  # the recipe's sequence budget, when the processor came from a recipe's model
         max_length = getattr(processor, "max_length", None)
@@ -335,6 +367,8 @@ def make_loader(
         max_length=max_length,
         pad_to_multiple_of=pad_to_multiple_of,
         packing=packing,
+        rank=rank,
+        world_size=world_size,
     )
     path = Path(ledger_path) if ledger_path is not None else Path(output_dir or ".") / DEFAULT_LEDGER
     return ZooLoader(

@@ -38,6 +38,7 @@ SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": 
 MEDIA_TYPES = ("image", "video", "audio")
 SHOT_PROMPT = "Describe this video in detail."  # Shot2Story's captioning prompt (its ASR goes before it)
 IMAGE_MARKER = "<image>"
+EVALUATION_FIELDS = ("task", "options", "references")
 # Bytes that are not UTF-8 become NUL characters, which JSON never allows unescaped: such a line fails to
 # parse and is reported as not UTF-8, instead of the decoder failing the whole file.
 _INVALID_UTF8 = "zoo.invalid-utf8"
@@ -398,7 +399,14 @@ def from_s3(record: dict, ctx: Context) -> Sample:
         out.append(
             _msg(message.get("role"), kind, ctx.media(content, sample_id) if kind in MEDIA_TYPES else content)
         )
-    return _sample(ctx, sample_id, out)
+    return _sample(ctx, sample_id, out, _evaluation_fields(record))
+
+
+def _evaluation_fields(record: dict) -> dict:
+    """``task``, ``options`` and extra ``references`` of a record (top level or its ``meta``), for evaluation."""
+    meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+    fields = {key: record.get(key, meta.get(key)) for key in EVALUATION_FIELDS}
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def from_m3it(record: dict, ctx: Context) -> Sample:
