@@ -279,6 +279,10 @@ class WhisperAudioEncoder(Encoder):
         positions = config.max_source_positions * seconds // full
         kept = self.model.embed_positions.weight.detach()[:positions].clone()
         self.model.embed_positions = nn.Embedding.from_pretrained(kept, freeze=True)
+        # Loaded weights, not fresh ones: transformers' weight initialisation (which runs again when a saved
+        # zoo model is rebuilt) must not overwrite them with its own sinusoids.
+        self.model.embed_positions.weight._is_hf_initialized = True
+        self.model.embed_positions._is_hf_initialized = True
         config.max_source_positions = positions
         extractor.chunk_length = seconds
         extractor.n_samples = seconds * extractor.sampling_rate
