@@ -138,6 +138,10 @@ class DINOv2VisionEncoder(Encoder):
     """
 
     modality = "image"
+    tiny_args = {
+        "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 28,
+                   "patch_size": 14},
+    }  # fmt: skip
 
     def __init__(
         self,
