@@ -137,8 +137,23 @@ def test_metric_table_and_unknown_names() -> None:
     assert set(METRICS) == {"rouge_l", "meteor", "bleu", "cider", "hm", "integral", "choice", "exact_match"}
     assert all(m.name == name and callable(m.compute) and m.description for name, m in METRICS.items())
     assert [m.name for m in resolve_metrics("meteor, hm")] == ["meteor", "hm"]
-    with pytest.raises(EvaluationError, match="unknown metric 'blue'.*known: rouge_l"):
+    with pytest.raises(
+        EvaluationError, match=r"unknown metric 'blue' \(did you mean 'bleu'\?\); known: bleu"
+    ):
         resolve_metrics(["meteor", "blue"])
+
+
+def test_built_in_metrics_are_entry_points_and_score_plain_text() -> None:
+    """zoo's own metrics are found through the `zoo.metrics` group, as a plugin's would be, and a text metric
+    takes the plugin calling convention metric(predictions, references)."""
+    from zoo.registry import get_registry
+
+    entries = {e.name: e for e in get_registry().list_components("metric")}
+    assert {name: entries[name].distribution for name in METRICS} == dict.fromkeys(METRICS, "zoo")
+    assert METRICS["rouge_l"](["a red disc"], ["a red disc"]) == 1.0
+    assert METRICS["exact_match"](["Red."], ["red"]) == 1.0  # VQA normalisation: case, punctuation
+    with pytest.raises(EvaluationError, match="needs reference_logprobs"):
+        METRICS["hm"](["red"], ["red"])
 
 
 def test_a_metric_plugin_is_found_by_name_and_scored() -> None:

@@ -393,7 +393,7 @@ def test_zoo_plugins_reports_exits_non_components_and_bad_recipes(plugin_site, c
 
     assert main(["plugins", "zoo-hostile"]) == 1
     out = capsys.readouterr().out
-    assert "zoo-hostile 0.1" in out and "3 of 5 failed to load" in out.splitlines()[0]
+    assert "zoo-hostile 0.1" in out and "4 of 5 failed to load" in out.splitlines()[0]
     lines = {tuple(line.split()[:2]): line for line in out.splitlines()[1:] if line.startswith("  ")}
     assert "SystemExit: 3" in lines["encoder", "exits"]
     assert (
@@ -402,7 +402,8 @@ def test_zoo_plugins_reports_exits_non_components_and_bad_recipes(plugin_site, c
     )
     assert "broken.yaml:2" in lines["recipe", "broken"] and "invalid YAML" in lines["recipe", "broken"]
     assert lines["encoder", "clip-vision"].split()[-1] == "OK"
-    # a plain function is a factory (the plugins design): what it returns is checked when it builds
+    # a plain function is not reported OK: a factory must declare that it returns an Encoder
+    assert "does not declare what it returns: annotate it `-> Encoder`" in lines["encoder", "func-enc"]
     with pytest.raises(ZooError, match="func-enc"):
         zoo.registry.get_registry().build("encoder", "func-enc")
 

@@ -137,4 +137,5 @@ def _log_to_terminal() -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("zoo: %(message)s"))
         logger.addHandler(handler)
+        logger.propagate = False  # printed once, whatever handlers the root logger has
     logger.setLevel(logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING)

@@ -693,10 +693,11 @@ class ZooModel(PreTrainedModel, GenerationMixin):
             # must not get one: transformers keeps packed samples apart only when there is no cache.
             packed = attention_mask is None and position_ids is not None
             use_cache = False if self.training or packed else None
+        if past_key_values is not None:  # transformers 5 passes `cache` instead; the old name still works
+            kwargs["past_key_values"] = past_key_values
         return self.backbone.model(
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             labels=labels,
             use_cache=use_cache,

@@ -204,6 +204,9 @@ class StaticDocs:
         if node is not None:
             target = _descend(node, rest)
             return _first_line(ast.get_docstring(target)) if target is not None else ""
+        documented = _attribute_docstring(tree, head) if not rest else ""
+        if documented:  # a module-level object such as `ROUGE_L = Metric(...)` with a string literal after it
+            return _first_line(documented)
         origin, name = _reexport(tree, head, spec)
         if origin and hops > 0:  # ``from .impl import Cls`` in a package's __init__: follow it
             return self.describe(origin, ".".join([name, *rest]), hops - 1)
@@ -230,6 +233,16 @@ def _definition(tree: ast.Module, name: str) -> ast.AST | None:
         if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
             return node
     return None
+
+
+def _attribute_docstring(tree: ast.Module, name: str) -> str:
+    """The string literal right after a top-level ``name = ...`` (the attribute-docstring convention)."""
+    for node, after in zip(tree.body, tree.body[1:], strict=False):
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        named = any(isinstance(t, ast.Name) and t.id == name for t in targets)
+        if named and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            return str(after.value.value) if isinstance(after.value.value, str) else ""
+    return ""
 
 
 def _reexport(tree: ast.Module, name: str, spec: ModuleSpec) -> tuple[str | None, str]:
@@ -548,7 +561,7 @@ class Registry:
             raise
         except BaseException as exc:  # whatever a plugin's import raises (sys.exit() too) is reported
             return None, f"{type(exc).__name__}: {exc}", exc
-        problem = "no source can load it" if obj is None else _kind_problem(entry.kind, obj)
+        problem = "no source can load it" if obj is None else _kind_problem(entry.kind, obj, entry.source)
         if problem:
             return None, problem, None
         self._loaded[entry] = obj
@@ -688,8 +701,9 @@ def _base_class(kind: str) -> type | None:
     return getattr(importlib.import_module(module), attr)
 
 
-def _kind_problem(kind: str, obj: Any) -> str:
-    """Why ``obj`` cannot be a ``kind`` ("" when it can); factories are checked when they build."""
+def _kind_problem(kind: str, obj: Any, source: str = "entry-point") -> str:
+    """Why ``obj`` cannot be a ``kind`` ("" when it can). An installed plugin's factory must declare its
+    return type; one registered at runtime (a notebook's lambda) is checked when it builds."""
     base = _base_class(kind)
     if base is None:
         if callable(obj):
@@ -702,12 +716,30 @@ def _kind_problem(kind: str, obj: Any) -> str:
             f"{obj.__module__}.{obj.__qualname__} is not a subclass of zoo.components.base.{base.__name__}: "
             f"derive it from {base.__name__} (see docs/plugins.md) or point the entry point at a class that does"
         )
-    if callable(obj):
-        return ""  # a factory: what it returns is checked by Registry.build
+    if callable(obj):  # a factory: its declared return type says what it builds (and Registry.build checks)
+        return _factory_problem(obj, base) if source == "entry-point" else ""
     return (
         f"it is {_a(type(obj).__name__)}, not a class or factory: point the entry point at a subclass of "
         f"zoo.components.base.{base.__name__}"
     )
+
+
+def _factory_problem(factory: Any, base: type) -> str:
+    """Why a factory entry point cannot be checked as a ``base`` without calling it ("" when it can)."""
+    name = getattr(factory, "__qualname__", repr(factory))
+    try:
+        returned = typing.get_type_hints(factory).get("return")
+    except Exception:  # an annotation that does not resolve
+        returned = None
+    if isinstance(returned, type) and issubclass(returned, base):
+        return ""
+    fix = (
+        f"annotate it `-> {base.__name__}` (or a subclass) so zoo can check it without building it, "
+        f"or point the entry point at the {base.__name__} subclass itself"
+    )
+    if returned is None:
+        return f"{name} is a function that does not declare what it returns: {fix}"
+    return f"{name} is declared to return {getattr(returned, '__name__', returned)}, not a {base.__name__}: {fix}"
 
 
 def _a(word: str) -> str:

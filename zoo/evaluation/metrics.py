@@ -80,6 +80,28 @@ class Metric:
     implementation: str = ""
     prepare: Callable[[], Any] | None = None  # run before generation: load data, fail early and clearly
 
+    def __call__(self, predictions: Sequence[str], references: Sequence[str | Sequence[str]]) -> float | None:
+        """The score of ``predictions`` against ``references`` (one string, or a list of them, per sample):
+        the calling convention of a ``zoo.metrics`` plugin function. Metrics that need more than text (the
+        model's log-probabilities, answer options) are computed by ``zoo.evaluate`` only."""
+        extra = sorted(self.needs - {PREDICTION, REFERENCE})
+        if extra:
+            raise EvaluationError(
+                f"metric {self.name!r} needs {', '.join(extra)}: run it through zoo.evaluate"
+            )
+        if len(predictions) != len(references):
+            raise EvaluationError(
+                f"metric {self.name!r}: {len(predictions)} predictions but {len(references)} references"
+            )
+        if self.prepare is not None:
+            self.prepare()
+        records = [
+            Record(str(i), prediction=p, references=[r] if isinstance(r, str) else list(r))
+            for i, (p, r) in enumerate(zip(predictions, references, strict=True))
+        ]
+        scores = self.compute(records).scores
+        return scores.get(self.name, next(iter(scores.values()), None))
+
 
 def _mean(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
@@ -254,18 +276,26 @@ def _metric(
     return Metric(name, description, frozenset(needs), compute, implementation, prepare)
 
 
+# The built-in metrics; each is also a `zoo.metrics` entry point in zoo's pyproject.toml, found through the
+# registry like a plugin's.
+ROUGE_L = _metric("rouge_l", rouge_l, {PREDICTION, REFERENCE}, "rouge-score")
+"""ROUGE-L F-measure against the best reference (rouge-score; M3IT / Ying-VLM tables)."""
+METEOR = _metric("meteor", meteor, {PREDICTION, REFERENCE}, "nltk meteor_score + WordNet 3.0", wordnet)
+"""METEOR with WordNet synonyms (nltk's meteor_score; the S3 paper's text metric)."""
+BLEU = _metric("bleu", bleu, {PREDICTION, REFERENCE}, "sacrebleu")
+"""Corpus BLEU (sacrebleu), 0-100."""
+CIDER = _metric("cider", cider, {PREDICTION, REFERENCE}, "pycocoevalcap Cider (CIDEr-D)")
+"""CIDEr-D captioning consensus (pycocoevalcap)."""
+HM = _metric("hm", hm, {REFERENCE, REFERENCE_LOGPROBS}, "model log-probabilities")
+"""S3's hidden metric: exp(mean log-probability of the reference answer's tokens)."""
+INTEGRAL = _metric("integral", integral, {PREDICTION, REFERENCE, REFERENCE_LOGPROBS}, "S3 sec. 4.1", wordnet)
+"""S3's Integral Metric: (METEOR + HM) / 2 per dialog type, weighted 0.1 / 0.2 / 0.3 / 0.4."""
+CHOICE = _metric("choice", choice, {PREDICTION, REFERENCE, OPTIONS}, "MMMU parsing + log-likelihood")
+"""Multiple-choice accuracy as in MMMU: by the options' log-likelihood and by the generated letter."""
+EXACT_MATCH = _metric("exact_match", exact_match, {PREDICTION, REFERENCE}, "VQA eval normalisation")
+"""Exact match / VQA accuracy after the VQA evaluation's answer normalisation."""
 METRICS: dict[str, Metric] = {
-    m.name: m
-    for m in (
-        _metric("rouge_l", rouge_l, {PREDICTION, REFERENCE}, "rouge-score"),
-        _metric("meteor", meteor, {PREDICTION, REFERENCE}, "nltk meteor_score + WordNet 3.0", wordnet),
-        _metric("bleu", bleu, {PREDICTION, REFERENCE}, "sacrebleu"),
-        _metric("cider", cider, {PREDICTION, REFERENCE}, "pycocoevalcap Cider (CIDEr-D)"),
-        _metric("hm", hm, {REFERENCE, REFERENCE_LOGPROBS}, "model log-probabilities"),
-        _metric("integral", integral, {PREDICTION, REFERENCE, REFERENCE_LOGPROBS}, "S3 sec. 4.1", wordnet),
-        _metric("choice", choice, {PREDICTION, REFERENCE, OPTIONS}, "MMMU parsing + log-likelihood"),
-        _metric("exact_match", exact_match, {PREDICTION, REFERENCE}, "VQA eval normalisation"),
-    )
+    m.name: m for m in (ROUGE_L, METEOR, BLEU, CIDER, HM, INTEGRAL, CHOICE, EXACT_MATCH)
 }
 
 

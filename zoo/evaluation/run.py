@@ -11,6 +11,7 @@ of each option (multiple choice). Scores are computed overall and per dataset, t
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ from zoo.data.pipeline import SkipLedger
 from zoo.data.readers import list_files
 from zoo.data.schema import Sample, Skip
 from zoo.errors import EvaluationError, ZooError
-from zoo.evaluation.metrics import METRICS, OPTIONS, PREDICTION, REFERENCE, REFERENCE_LOGPROBS, Metric, Record
+from zoo.evaluation.metrics import OPTIONS, PREDICTION, REFERENCE, REFERENCE_LOGPROBS, Metric, Record
 
 logger = logging.getLogger(__name__)
 
@@ -98,27 +99,33 @@ class EvalResult:
 
 # -- the request ------------------------------------------------------------------------------------------
 def resolve_metrics(names: str | Sequence[str]) -> list[Metric]:
-    """The ``Metric`` of each name (comma-separated string or list); unknown names are an error."""
+    """The ``Metric`` of each name (comma-separated string or list), found through the registry's
+    ``zoo.metrics`` entry points (zoo's own metrics register there too); unknown names are an error."""
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     if not names:
-        raise EvaluationError(f"no metric given; choose from {', '.join(METRICS)}")
-    return [METRICS[n] if n in METRICS else _plugin(n) for n in dict.fromkeys(names)]
+        raise EvaluationError(f"no metric given; choose from {', '.join(_known_metrics())}")
+    return [_metric(n) for n in dict.fromkeys(names)]
 
 
-def _plugin(name: str) -> Metric:
-    """A metric from the ``zoo.metrics`` entry-point group; unknown names list what there is."""
+def _metric(name: str) -> Metric:
     from zoo.errors import UnknownComponentError
     from zoo.evaluation.metrics import plugin_metric
     from zoo.registry import get_registry
 
-    registry = get_registry()
     try:
-        return plugin_metric(name, registry.load("metric", name))
+        return plugin_metric(name, get_registry().load("metric", name))
     except UnknownComponentError:
-        plugins = sorted(e.name for e in registry.list_components("metric") if e.name not in METRICS)
-        known = ", ".join([*METRICS, *plugins])
-        raise EvaluationError(f"unknown metric {name!r}; known: {known}") from None
+        known = _known_metrics()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise EvaluationError(f"unknown metric {name!r}{hint}; known: {', '.join(known)}") from None
+
+
+def _known_metrics() -> list[str]:
+    from zoo.registry import get_registry
+
+    return sorted({e.name for e in get_registry().list_components("metric")})
 
 
 def as_mixture(data: Any, data_format: str = "s3", name: str | None = None) -> Mixture:
