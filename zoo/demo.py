@@ -29,7 +29,7 @@ RECIPE = "s3-smol-dinov2"
 TEXT_QUESTION = "What is the capital of France?"
 EXPECTED = "paris"
 N_TRAIN, N_TEST = 240, 48  # half images (colour and shape questions), half beep clips
-TRAIN_STEPS, BATCH = 90, 8  # 3 passes over the training split
+TRAIN_STEPS, BATCH = 240, 8  # 8 passes over the training split (at 90 steps: 33-58 % per kind)
 SEED = 0
 
 
