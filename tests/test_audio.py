@@ -67,6 +67,24 @@ def test_long_clip_is_chunked_into_30s_windows_by_default() -> None:
         encoder(max_audio_chunks=2).preprocess_items(clip)
 
 
+def test_a_shorter_window_pads_less_and_keeps_whispers_first_positions() -> None:
+    """window_seconds=5: a 2 s clip is 250 frames instead of 1500, encoded with Whisper's own first 250
+    position embeddings; a 12 s clip becomes three 5 s windows."""
+    full, short = encoder(), encoder(window_seconds=5)
+    assert short.num_tokens == 250 and full.num_tokens == 1500
+    (item,) = short.preprocess_items(tone(2.0, 16000, 300))
+    assert item.shape == (80, 500)
+    assert torch.allclose(item, full.preprocess(tone(2.0, 16000, 300))[:, :500], atol=1e-5)
+    short.model.load_state_dict(
+        {k: v[:250] if k == "embed_positions.weight" else v for k, v in full.model.state_dict().items()}
+    )
+    assert torch.equal(short.model.embed_positions.weight, full.model.embed_positions.weight[:250])
+    assert short(item[None]).shape == (1, 250, 32)
+    assert len(short.preprocess_items(tone(12.0, 16000))) == 3
+    with pytest.raises(ComponentArgumentError, match="window_seconds must be a whole number of seconds"):
+        encoder(window_seconds=45)
+
+
 def test_truncate_keeps_the_first_30s_and_warns_and_error_rejects() -> None:
     clip = np.concatenate([tone(30, 16000, 300), tone(5, 16000, 2000)])
     with pytest.warns(UserWarning, match="35.0s truncated to its first 30s"):

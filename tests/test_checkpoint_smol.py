@@ -19,7 +19,7 @@ from zoo.data.synthetic import draw_shape
 
 pytestmark = pytest.mark.slow
 
-SMOL = ["s3-smol", "macaw-smol", "llava-smol", "ying-vlm-smol"]
+SMOL = ["s3-smol", "s3-smol-dinov2", "macaw-smol", "llava-smol", "ying-vlm-smol"]
 QUESTION = "What colour is the shape?"
 
 

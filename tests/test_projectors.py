@@ -136,6 +136,46 @@ def test_s3_pool_options() -> None:
         flat.output_length(10)
 
 
+def test_s3_segments_keep_content_confined_to_part_of_the_sequence() -> None:
+    """Two clips that differ only in their first tenth: mean pooling divides the difference by ten, the
+    first segment keeps it whole."""
+    torch.manual_seed(0)
+    quiet = torch.randn(1, 1, DIM_IN).expand(1, 100, DIM_IN).clone()
+    loud = quiet.clone()
+    loud[:, :10] += 5.0
+    segmented = TokenSplitMLPProjector(DIM_IN, LLM_DIM, pool="segments", segments=10, input_norm="layer")
+    assert segmented.linear_projection_1.in_features == 10 * DIM_IN
+    pooled = segmented._pooled(torch.cat([quiet, loud]))
+    assert torch.equal(pooled[0, DIM_IN:], pooled[1, DIM_IN:])  # later segments are equal
+    assert torch.allclose(pooled[1, :DIM_IN] - pooled[0, :DIM_IN], torch.full((DIM_IN,), 5.0))
+    assert torch.allclose(loud.mean(1) - quiet.mean(1), torch.full((1, DIM_IN), 0.5))
+    assert segmented(torch.cat([quiet, loud])).shape == (2, 4, LLM_DIM)
+    with pytest.raises(IncompatibleComponentsError, match="at least segments=10 tokens"):
+        segmented.output_length(7)
+    with pytest.raises(ComponentArgumentError, match="needs segments"):
+        TokenSplitMLPProjector(DIM_IN, LLM_DIM, pool="segments")
+
+
+def test_s3_output_norm_starts_at_the_llm_embedding_scale() -> None:
+    """output_norm='rms': every projected token has the RMS of the LLM's embedding matrix, however large
+    the features, and keeps it after training moves the layers (the gain is what may change)."""
+    torch.manual_seed(0)
+    backbone = TinyLlamaBackbone()
+    embedding_rms = backbone.model.get_input_embeddings().weight.pow(2).mean().sqrt()
+    projector = TokenSplitMLPProjector(DIM_IN, LLM_DIM, output_norm="rms", input_norm="layer").eval()
+    assert projector.needs_backbone and not TokenSplitMLPProjector(DIM_IN, LLM_DIM).needs_backbone
+    projector.attach_backbone(backbone)
+    for scale in (0.01, 1.0, 300.0):
+        tokens = projector(scale * torch.randn(3, 7, DIM_IN))
+        torch.testing.assert_close(
+            tokens.pow(2).mean(-1).sqrt(), embedding_rms.expand(3, 4), rtol=1e-3, atol=0
+        )
+    with torch.no_grad():
+        projector.linear_projection_2.weight.mul_(50.0)
+    tokens = projector(torch.randn(3, 7, DIM_IN))
+    torch.testing.assert_close(tokens.pow(2).mean(-1).sqrt(), embedding_rms.expand(3, 4), rtol=1e-3, atol=0)
+
+
 # --- Macaw ------------------------------------------------------------------------------------------------
 
 

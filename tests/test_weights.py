@@ -83,7 +83,7 @@ def test_canonical_string_parses_back(text: str) -> None:
         ("", "non-empty"),
         ("garbage", "not a Hub repo id"),
         ("s3://bucket/model", "unknown prefix 's3'"),
-        ("onnx:model", "unknown prefix 'onnx'"),
+        ("tflite:model", "unknown prefix 'tflite'"),
         ("org/name/extra", "not a Hub repo id"),
         ("bad--org/name", "invalid Hub repo id"),
         ("org/name@", "followed by a revision"),

@@ -584,14 +584,37 @@ class ZooModel(PreTrainedModel, GenerationMixin):
         return self.projectors[modality].output_length(self.encoders[modality].num_tokens)
 
     # -- media ----------------------------------------------------------------------------------------
+    def use_feature_cache(self, cache: Any) -> None:
+        """Serve frozen encoders' outputs from ``cache`` (a ``zoo.training.feature_cache.FeatureCache``), or
+        stop with ``None``. The cache is not part of the model: it is not saved and not copied."""
+        self.__dict__["_feature_cache"] = cache
+
+    @property
+    def feature_cache(self) -> Any:
+        return self.__dict__.get("_feature_cache")
+
     def encode_media(self, modality: str, inputs: torch.Tensor) -> torch.Tensor:
-        """Encoder features for a batch of preprocessed items (no autograd graph when it is frozen)."""
+        """Encoder features for a batch of preprocessed items (no autograd graph when it is frozen).
+
+        A frozen encoder's outputs come from the feature cache when one is in use (``use_feature_cache``):
+        only the items it has not seen are encoded. A trainable encoder always runs.
+        """
         encoder = self.encoders[modality]
         inputs = inputs.to(_device_of(encoder, inputs.device))
         if any(p.requires_grad for p in encoder.parameters()):
             return encoder(inputs)
         with torch.no_grad():
+            if self.feature_cache is not None:
+                return self.feature_cache.encode(self._encoder_spec(modality), encoder, inputs)
             return encoder(inputs)
+
+    def _encoder_spec(self, modality: str) -> dict:
+        """The encoder's spec, with the spec of the encoder it shares frames with (``frame_encoder``)."""
+        spec = dict(self.config.encoders[modality])
+        shared = (spec.get("args") or {}).get("frame_encoder")
+        if isinstance(shared, str):
+            spec["frame_encoder_spec"] = self.config.encoders.get(shared)
+        return spec
 
     def project_media(
         self,

@@ -8,10 +8,12 @@ A spec names its weights with one string (see docs/weights.md)::
     gguf:FILE.gguf  gguf:package:...  gguf:hf://org/name/FILE.gguf
                                                a GGUF causal LM, converted once to safetensors
     ct2:DIR  ct2:package:...  ct2:org/name     a CTranslate2 / faster-whisper Whisper folder, converted once
+    onnx:FILE.onnx  onnx:package:...  onnx:hf://org/name/FILE.onnx
+                                               a transformers DINOv2 exported to ONNX, converted once
 
 ``parse_source`` turns the string into a ``WeightSource``; ``materialize`` returns a folder that
 transformers' ``from_pretrained`` loads (Hub repos through huggingface_hub's cache, which works offline
-once populated; GGUF and CTranslate2 conversions cached under ``$ZOO_HOME/converted/``);
+once populated; GGUF and CTranslate2 conversions cached under ``$ZOO_HOME/converted/``; so are ONNX exports of DINOv2);
 ``resolve_revision`` gives the commit a Hub source is pinned to, for configs to record. Importing this
 module is cheap: huggingface_hub, torch and transformers are imported only when needed.
 """
@@ -31,7 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from zoo.errors import WeightSourceError
 
-KINDS = ("hub", "local", "gguf", "ct2", "package")
+KINDS = ("hub", "local", "gguf", "ct2", "onnx", "package")
 DEFAULT_REVISION = "main"
 ACCEPTED_FORMS = (
     "org/name, org/name@REVISION or hf://org/name[@REVISION] (a Hugging Face Hub model repo)",
@@ -39,9 +41,12 @@ ACCEPTED_FORMS = (
     "package:MODULE/RELATIVE/PATH (a file or folder inside an installed Python package)",
     "gguf:PATH.gguf, gguf:package:MODULE/FILE.gguf or gguf:hf://org/name/FILE.gguf (a GGUF causal LM)",
     "ct2:DIR, ct2:package:MODULE/DIR or ct2:org/name (a CTranslate2 / faster-whisper Whisper folder)",
+    "onnx:PATH.onnx, onnx:package:MODULE/FILE.onnx or onnx:hf://org/name/FILE.onnx (a DINOv2 ONNX export)",
 )
+# The converting kinds that read one file, and that file's suffix.
+FILE_KINDS = {"gguf": ".gguf", "onnx": ".onnx"}
 # Bumping a converter's version gives its outputs new cache keys, so old conversions are not reused.
-CONVERTER_VERSIONS = {"gguf": 1, "ct2": 1}
+CONVERTER_VERSIONS = {"gguf": 1, "ct2": 1, "onnx": 1}
 MANIFEST = "zoo-conversion.json"
 # The files of a CTranslate2 folder that the Whisper conversion reads (they make its cache key).
 _CT2_INPUTS = ("model.bin", "config.json", "vocabulary.json", "vocabulary.txt", "tokenizer.json")
@@ -65,10 +70,10 @@ class WeightSource:
     """A parsed weight source.
 
     ``kind`` is one of ``KINDS``. ``location`` is the repo id (hub), the path (local), the
-    ``MODULE/RELATIVE/PATH`` (package) or, for the converting kinds gguf and ct2, the string of
+    ``MODULE/RELATIVE/PATH`` (package) or, for the converting kinds gguf, ct2 and onnx, the string of
     ``inner``, the source that holds the file or folder to convert. ``revision`` is the Hub revision
-    (for gguf/ct2 that of the inner Hub source; None when no Hub is involved). ``filename`` is a file inside a Hub repo
-    (only as the inner source of ``gguf:hf://org/name/FILE.gguf``).
+    (for gguf/ct2/onnx that of the inner Hub source; None when no Hub is involved). ``filename`` is a file inside a Hub repo
+    (only as the inner source of ``gguf:hf://org/name/FILE.gguf`` or ``onnx:hf://org/name/FILE.onnx``).
     """
 
     kind: str
@@ -116,8 +121,10 @@ def parse_source(source: str, revision: str | None = None) -> WeightSource:
     if not isinstance(source, str) or not source.strip():
         raise _bad(source, "a weight source must be a non-empty string")
     text = source.strip()
-    if text.startswith("gguf:"):
-        parsed = WeightSource("gguf", "", inner=_parse_gguf_inner(text, text[5:]))
+    file_kind = next((kind for kind in FILE_KINDS if text.startswith(f"{kind}:")), None)
+    if file_kind is not None:
+        inner = _parse_file_inner(file_kind, text, text[len(file_kind) + 1 :])
+        parsed = WeightSource(file_kind, "", inner=inner)
     elif text.startswith("ct2:"):
         parsed = WeightSource("ct2", "", inner=_parse_ct2_inner(text, text[4:]))
     else:
@@ -127,7 +134,8 @@ def parse_source(source: str, revision: str | None = None) -> WeightSource:
 
 
 def _parse_plain(whole: str, text: str, allow_file: bool) -> WeightSource:
-    """Hub, local and package forms (also inside gguf: and ct2:); ``allow_file`` admits hf://org/name/FILE."""
+    """Hub, local and package forms (also inside gguf:, onnx: and ct2:); ``allow_file`` admits
+    hf://org/name/FILE."""
     if text.startswith("package:"):
         return WeightSource("package", _package_location(whole, text[8:]))
     if text.startswith("local:"):
@@ -160,7 +168,8 @@ def _parse_hub(whole: str, text: str, allow_file: bool) -> WeightSource:
     repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:]) or None
     if filename is not None and not allow_file:
         raise _bad(
-            whole, f"{body!r} has more than org/name; a file inside a repo is only valid as gguf:hf://"
+            whole,
+            f"{body!r} has more than org/name; a file inside a repo is only valid as gguf:hf:// or onnx:hf://",
         )
     _validate_repo_id(whole, repo_id)
     return WeightSource("hub", repo_id, revision or None, filename=filename)
@@ -186,23 +195,25 @@ def _package_location(whole: str, location: str) -> str:
     return "/".join((module, *parts))
 
 
-def _parse_gguf_inner(whole: str, text: str) -> WeightSource:
+def _parse_file_inner(kind: str, whole: str, text: str) -> WeightSource:
+    """The source of the one file a gguf: or onnx: source converts (a path, package:, local: or hf://)."""
+    suffix = FILE_KINDS[kind]
     if text.startswith(("package:", "local:", "hf://")):
         inner = _parse_plain(whole, text, allow_file=True)
     elif text:
-        inner = WeightSource("local", text)  # gguf:PATH is always a file path
+        inner = WeightSource("local", text)  # KIND:PATH is always a file path
     else:
-        raise _bad(whole, "gguf: needs the path of a .gguf file")
+        raise _bad(whole, f"{kind}: needs the path of a {suffix} file")
     name = inner.filename if inner.kind == "hub" else inner.location
     if inner.kind == "hub" and name is None:
-        raise _bad(whole, "a Hub GGUF source names the file: gguf:hf://org/name/FILE.gguf")
-    if not str(name).lower().endswith(".gguf"):
-        raise _bad(whole, f"gguf: sources name a .gguf file, got {name!r}")
+        raise _bad(whole, f"a Hub {kind} source names the file: {kind}:hf://org/name/FILE{suffix}")
+    if not str(name).lower().endswith(suffix):
+        raise _bad(whole, f"{kind}: sources name a {suffix} file, got {name!r}")
     return inner
 
 
 def _parse_ct2_inner(whole: str, text: str) -> WeightSource:
-    if text.startswith(("gguf:", "ct2:")):
+    if text.startswith(("gguf:", "ct2:", "onnx:")):
         raise _bad(whole, "ct2: wraps a folder source (path, local:, package: or a Hub repo)")
     return _parse_plain(whole, text, allow_file=False)
 
@@ -259,6 +270,8 @@ def materialize(source: str | WeightSource, revision: str | None = None, metadat
         return _materialize_gguf(parsed)
     if parsed.kind == "ct2":
         return _materialize_ct2(parsed)
+    if parsed.kind == "onnx":
+        return _materialize_onnx(parsed)
     path = (
         _hub_path(parsed, for_ct2=False, metadata_only=True)
         if metadata_only and parsed.kind == "hub"
@@ -437,6 +450,15 @@ def _materialize_ct2(source: WeightSource) -> Path:
     return _cached_conversion(key, source, lambda out: _convert_ct2(folder, out))
 
 
+def _materialize_onnx(source: WeightSource) -> Path:
+    assert source.inner is not None
+    onnx_file = _locate(source.inner, for_ct2=False)
+    if not onnx_file.is_file():
+        raise WeightSourceError(f"weight source {str(source)!r}: {onnx_file} is not a file")
+    key = _cache_key("onnx-dinov2", Path(_display_name(source.inner)).stem, [onnx_file])
+    return _cached_conversion(key, source, lambda out: _convert_onnx(onnx_file, out))
+
+
 def _display_name(source: WeightSource) -> str:
     """A readable name for cache folders: the repo name, file name or folder name."""
     if source.kind == "hub":
@@ -475,6 +497,12 @@ def _convert_gguf(gguf_file: Path, output_dir: Path) -> None:
         ) from error
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
+
+
+def _convert_onnx(onnx_file: Path, output_dir: Path) -> None:
+    from zoo.convert.onnx_dinov2 import convert_onnx_dinov2
+
+    convert_onnx_dinov2(onnx_file, output_dir)
 
 
 def _convert_ct2(folder: Path, output_dir: Path) -> None:

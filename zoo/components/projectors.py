@@ -121,9 +121,11 @@ class MLPProjector(_CheckedProjector):
         return self.mlp(features)
 
 
-S3Pool = Literal["mean", "flatten", "none"]
+S3Pool = Literal["mean", "segments", "flatten", "none"]
 MacawPosition = Literal["sinusoidal", "frame"]
 S3Activation = Literal["none", "relu", "gelu"]
+S3InputNorm = Literal["none", "layer"]
+S3OutputNorm = Literal["none", "rms"]
 
 
 class TokenSplitMLPProjector(_CheckedProjector):
@@ -140,10 +142,21 @@ class TokenSplitMLPProjector(_CheckedProjector):
 
     What this class does: the released layer layout (``activation="none"``, ``dropout=0.1``), and, for the
     paper's per-patch features, ``pool="mean"`` by default: the patch tokens are averaged, so any number of
-    patches gives ``num_tokens`` tokens. ``pool="flatten"`` instead concatenates exactly ``num_patches``
-    patch tokens into the first layer's input (keeps every patch individually, at
-    ``num_patches * dim_in * llm_dim`` weights); ``pool="none"`` takes one pooled embedding per item
-    (length 1, as the released ImageBind code). ``output_length`` is always ``num_tokens``.
+    patches gives ``num_tokens`` tokens. ``pool="segments"`` averages ``segments`` consecutive stretches of
+    the token sequence instead and concatenates them (time segments of an audio clip, bands of image
+    patches), so content confined to part of the sequence (2 s of beeps in Whisper's 30 s window) is not
+    averaged away; ``pool="flatten"`` concatenates exactly ``num_patches`` patch tokens into the first
+    layer's input (keeps every patch individually, at ``num_patches * dim_in * llm_dim`` weights);
+    ``pool="none"`` takes one pooled embedding per item (length 1, as the released ImageBind code).
+    ``output_length`` is always ``num_tokens``.
+
+    Scale (not in the paper): ``input_norm="layer"`` puts a LayerNorm on the pooled input (the release
+    L2-normalises its input; InternVL's and Qwen2-VL's connectors start with a LayerNorm), so the first
+    layer sees unit-scale features whatever the encoder's output scale. ``output_norm="rms"`` ends with an
+    RMSNorm per token whose gain starts at the RMS of the LLM's input-embedding matrix, so the projected
+    tokens start at the scale of the word embeddings the LLM was trained on (SmolLM2's rows have norm
+    ~3.2, while the untrained projector emitted ~11 and grew past 200 when trained at lr 1e-3) and cannot
+    drift away from it; the gain stays trainable.
     """
 
     tiny_args = {"num_tokens": 4}
@@ -156,26 +169,48 @@ class TokenSplitMLPProjector(_CheckedProjector):
         num_tokens: int = 4,
         pool: S3Pool = "mean",
         num_patches: int | None = None,
+        segments: int | None = None,
         dropout: float = 0.1,
         activation: S3Activation = "none",
+        input_norm: S3InputNorm = "none",
+        output_norm: S3OutputNorm = "none",
     ) -> None:
         super().__init__(dim_in, llm_dim)
         owner = "TokenSplitMLPProjector"
         _require_positive(owner, num_tokens=num_tokens)
-        _require_choice(owner, "pool", pool, ("mean", "flatten", "none"))
+        _require_choice(owner, "pool", pool, ("mean", "segments", "flatten", "none"))
         _require_choice(owner, "activation", activation, ("none", "relu", "gelu"))
+        _require_choice(owner, "input_norm", input_norm, ("none", "layer"))
+        _require_choice(owner, "output_norm", output_norm, ("none", "rms"))
         if pool == "flatten":
             if num_patches is None:
                 raise ComponentArgumentError(
                     f"{owner}: pool='flatten' needs num_patches (e.g. 196 for ViT-B/16)"
                 )
             _require_positive(owner, num_patches=num_patches)
-        self.num_tokens, self.pool, self.num_patches = num_tokens, pool, num_patches
-        in_features = dim_in * num_patches if pool == "flatten" else dim_in
+        if pool == "segments":
+            if segments is None:
+                raise ComponentArgumentError(f"{owner}: pool='segments' needs segments (e.g. 15)")
+            _require_positive(owner, segments=segments)
+        self.num_tokens, self.pool, self.num_patches, self.segments = num_tokens, pool, num_patches, segments
+        in_features = dim_in * {"flatten": num_patches, "segments": segments}.get(pool, 1)
+        self.input_norm = nn.LayerNorm(in_features) if input_norm == "layer" else None
         self.linear_projection_1 = nn.Linear(in_features, llm_dim)
         self.activation = {"none": nn.Identity, "relu": nn.ReLU, "gelu": nn.GELU}[activation]()
         self.dropout = nn.Dropout(dropout)
         self.linear_projection_2 = nn.Linear(llm_dim, llm_dim * num_tokens)
+        self.output_norm = nn.RMSNorm(llm_dim, eps=1e-6) if output_norm == "rms" else None
+        self.needs_backbone = output_norm == "rms"  # its gain starts at the LLM's embedding scale
+
+    def attach_backbone(self, backbone: Backbone) -> None:
+        """Start the output RMSNorm's gain at the RMS of the backbone's input-embedding matrix."""
+        if self.output_norm is None:
+            return
+        weight = backbone.model.get_input_embeddings().weight
+        if weight.is_meta or self.output_norm.weight.is_meta:
+            return
+        with torch.no_grad():
+            self.output_norm.weight.fill_(weight.detach().float().pow(2).mean().sqrt().item())
 
     def output_length(self, input_length: int) -> int:
         self._check_length(input_length)
@@ -186,18 +221,30 @@ class TokenSplitMLPProjector(_CheckedProjector):
                 f"got {input_length}"
                 + ("; use pool='mean' for per-patch features" if self.pool == "none" else "")
             )
+        if self.pool == "segments" and input_length < self.segments:
+            raise IncompatibleComponentsError(
+                f"TokenSplitMLPProjector with pool='segments' needs at least segments={self.segments} tokens "
+                f"per item, got {input_length}"
+            )
         return self.num_tokens
 
     def _pooled(self, features: torch.Tensor) -> torch.Tensor:
         if self.pool == "mean":
             return features.mean(dim=1)
+        if self.pool == "segments":  # [batch, length, dim] -> [batch, segments * dim], in sequence order
+            pooled = nn.functional.adaptive_avg_pool1d(features.transpose(1, 2), self.segments)
+            return pooled.transpose(1, 2).flatten(1)
         return features.flatten(1)  # "flatten": all patches side by side; "none": the single token
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         self._check_features(features)
-        hidden = self.dropout(self.activation(self.linear_projection_1(self._pooled(features))))
+        pooled = self._pooled(features)
+        if self.input_norm is not None:
+            pooled = self.input_norm(pooled)
+        hidden = self.dropout(self.activation(self.linear_projection_1(pooled)))
         tokens = self.dropout(self.linear_projection_2(hidden))
-        return tokens.view(features.shape[0], self.num_tokens, self.llm_dim)
+        tokens = tokens.view(features.shape[0], self.num_tokens, self.llm_dim)
+        return tokens if self.output_norm is None else self.output_norm(tokens)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, num_tokens={self.num_tokens}, pool={self.pool!r}"
