@@ -17,7 +17,7 @@ from zoo.data.pipeline import EncodedDataset
 from zoo.data.schema import Sample, Skip
 from zoo.data.synthetic import make_synthetic_dataset
 from zoo.errors import RecipeError, TrainingError
-from zoo.training.arguments import batch_plan
+from zoo.training.arguments import batch_plan, precision_flags
 from zoo.training.overrides import overrides_from_sets, recipe_data
 
 
@@ -198,6 +198,27 @@ def test_the_global_batch_is_split_over_the_processes() -> None:
     assert split({"batch": {"size": 4}}, 2) == (2, 1, 2)
     with pytest.raises(TrainingError, match="global batch 6 cannot be split over 4 processes"):
         batch_plan({"name": "x", "batch": {"size": 6}}, 4)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "device", "native_bf16", "used"),
+    [
+        ("bf16", "cpu", True, "bf16"),  # a CPU with AVX512-BF16/AMX: autocast
+        ("bf16", "cpu", False, "fp32"),
+        ("fp16", "cpu", True, "fp32"),  # no fp16 autocast path for CPU training
+        (None, "cpu", True, "fp32"),  # the CPU never picks bf16 on its own
+        (None, "cuda", True, "bf16"),
+        ("bf16", "cuda", False, "fp16"),
+        ("fp32", "cuda", True, "fp32"),
+    ],
+)
+def test_precision_follows_the_stage_and_what_the_device_computes_natively(
+    wanted: str | None, device: str, native_bf16: bool, used: str
+) -> None:
+    stage = {"name": "s"} | ({"precision": wanted} if wanted else {})
+    flags, name = precision_flags(stage, device, native_bf16)
+    assert name == used
+    assert flags == {"bf16": used == "bf16", "fp16": used == "fp16"}
 
 
 # --- each process reads a disjoint share ---------------------------------------------------------------------

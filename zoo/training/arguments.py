@@ -84,16 +84,24 @@ def batch_plan(stage: dict, world_size: int) -> BatchPlan:
 
 
 def precision_flags(stage: dict, device_type: str, bf16_supported: bool) -> tuple[dict[str, bool], str]:
-    """``{"bf16": .., "fp16": ..}`` for TrainingArguments and the precision name actually used."""
+    """``{"bf16": .., "fp16": ..}`` for TrainingArguments and the precision name actually used.
+
+    ``bf16_supported`` says whether the device computes bf16 natively (a GPU with bf16, or a CPU whose
+    oneDNN has a bf16 path, e.g. AVX512-BF16 or AMX). On a GPU a stage without ``precision`` uses bf16
+    where it can; on a CPU only a stage that asks for bf16 gets it (autocast, fp32 master weights).
+    """
     wanted = stage.get("precision")
     name = stage.get("name", "?")
     if device_type != "cuda":
+        if wanted == "bf16" and bf16_supported:
+            return {"bf16": True, "fp16": False}, "bf16"
         if wanted in ("bf16", "fp16"):
             log.info(
-                "stage %s asks for %s; on %s training runs in fp32 (mixed precision needs a GPU)",
+                "stage %s asks for %s; this %s has no native %s, so training runs in fp32",
                 name,
                 wanted,
                 device_type.upper(),
+                wanted,
             )
         return {"bf16": False, "fp16": False}, "fp32"
     if wanted in (None, "bf16") and bf16_supported:
@@ -103,6 +111,15 @@ def precision_flags(stage: dict, device_type: str, bf16_supported: bool) -> tupl
     if wanted in ("bf16", "fp16"):
         return {"bf16": False, "fp16": True}, "fp16"
     return {"bf16": False, "fp16": False}, "fp32"
+
+
+def bf16_supported(device_type: str) -> bool:
+    """Whether the device computes bf16 natively (CUDA bf16, or oneDNN's bf16 path on this CPU)."""
+    import torch
+
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def steps_for(stage: dict, positions_per_epoch: int, plan: BatchPlan, max_steps: int | None) -> int:
@@ -150,8 +167,7 @@ def training_arguments(
     from transformers import TrainingArguments
 
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    bf16_ok = device_type == "cuda" and torch.cuda.is_bf16_supported()
-    flags, _ = precision_flags(stage, device_type, bf16_ok)
+    flags, _ = precision_flags(stage, device_type, bf16_supported(device_type))
     arguments: dict[str, Any] = {
         "output_dir": str(checkpoint_dir),
         "per_device_train_batch_size": plan.per_device,

@@ -97,10 +97,10 @@ class StageRun:
     def _fill_report(self, plan: BatchPlan, steps: int, positions: int, model: Any) -> None:
         import torch
 
-        from zoo.training.arguments import precision_flags
+        from zoo.training.arguments import bf16_supported, precision_flags
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+        bf16 = bf16_supported(device)
         self.report.status = "running"
         self.report.error = None
         self.report.max_steps = steps
