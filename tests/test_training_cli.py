@@ -17,6 +17,7 @@ from zoo.data.pipeline import EncodedDataset
 from zoo.data.schema import Sample, Skip
 from zoo.data.synthetic import make_synthetic_dataset
 from zoo.errors import RecipeError, TrainingError
+from zoo.recipes_api import load_recipe
 from zoo.training.arguments import batch_plan, precision_flags
 from zoo.training.overrides import overrides_from_sets, recipe_data
 
@@ -165,6 +166,19 @@ def test_set_reaches_list_entries_by_index_or_name_and_part_names_keep_their_dot
         "max_length": 64,
         "projectors": {"image": {"args": {"num_queries": 4}}},
     }
+
+
+def test_set_reaches_stages_a_recipe_inherits_through_extends(capsys, images, tmp_path) -> None:
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: tiny\nmax_length: 64\n")
+    overrides = overrides_from_sets(recipe_data(child), ["stages.0.lr=2e-4", "stages.finetune.batch.size=2"])
+    stage = load_recipe(child, **overrides).stages[0]
+    assert (stage["name"], stage["lr"]["default"], stage["batch"]["size"]) == ("finetune", 2e-4, 2)
+    # `zoo train` takes the same path: the key reaches the inherited stage and is checked there
+    err = train_error(
+        capsys, str(child), "--data", str(images), "-o", str(tmp_path / "o"), "--set", "stages.0.bach.size=2"
+    )
+    assert "stages[0].bach: unknown field (did you mean 'batch'?)" in err
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,11 @@
 """``--set KEY=VALUE`` recipe overrides: dotted keys into the recipe, turned into ``build()`` overrides.
 
-``KEY`` is a dotted path into the recipe YAML; a segment that is a number indexes a list, and inside
-``stages`` a segment may also be a stage name: ``stages.0.lr=1e-3`` and ``stages.align.lr=1e-3`` are the
-same. Inside a stage's ``train`` and ``lr`` mappings the rest of the key is one part name, dots included
-(``stages.instruct.train.backbone.q_proj=full``). ``VALUE`` is read as YAML (``1e-4``, ``true``,
-``[q_proj, v_proj]``, ``{size: 4}``; quote a string that looks like a number).
+``KEY`` is a dotted path into the recipe YAML, its ``extends`` chain resolved (so inherited stages can be
+reached); a segment that is a number indexes a list, and inside ``stages`` a segment may also be a stage
+name: ``stages.0.lr=1e-3`` and ``stages.align.lr=1e-3`` are the same. Inside a stage's ``train`` and ``lr``
+mappings the rest of the key is one part name, dots included (``stages.instruct.train.backbone.q_proj=full``).
+``VALUE`` is read as YAML (``1e-4``, ``true``, ``[q_proj, v_proj]``, ``{size: 4}``; quote a string that
+looks like a number).
 
 The result is the keyword-override mapping of ``build(name, **overrides)`` (deep-merged, a component spec
 with another ``name`` replaces the old spec): a key below a list carries the whole list, changed at that
@@ -43,10 +44,11 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def recipe_data(name_or_path: str | Path) -> dict:
-    """The recipe's YAML mapping as written (no defaults filled in)."""
-    from zoo.recipes_api import load_recipe, read_yaml
+    """The recipe's mapping with its ``extends`` chain resolved (no defaults filled in): what ``build()``
+    merges the overrides into, so ``stages.0`` exists in a recipe that inherits its stages."""
+    from zoo.recipes_api import load_recipe
 
-    data, _ = read_yaml(load_recipe(name_or_path).path)
+    data = load_recipe(name_or_path).data
     return data if isinstance(data, dict) else {}
 
 
