@@ -106,6 +106,17 @@ def test_non_finite_audio_is_refused(tmp_path, bad):
         load_audio((wave, 8000))
 
 
+def test_finite_audio_that_resampling_overflows_is_refused(tmp_path):
+    loud = np.full(22051 * 2, 1e38, dtype=np.float32)  # finite, but soxr's filter overflows float32: all NaN
+    soundfile.write(tmp_path / "loud.wav", loud, 22051, subtype="FLOAT")
+    message = r"loud\.wav.: \d+ samples are NaN or infinite after resampling 22051 Hz to 16000 Hz: .*1e\+38"
+    with pytest.raises(MediaError, match=message):
+        load_audio(str(tmp_path / "loud.wav"))
+    with pytest.raises(MediaError, match="after resampling 1 Hz to 16000 Hz: samples as large as 8.89e"):
+        load_audio((np.array([8.89e36], dtype=np.float32), 1))  # the fuzz run's case
+    assert np.isfinite(load_audio((np.full(22051, 1e30, dtype=np.float32), 22051))).all()
+
+
 @pytest.mark.parametrize("rate", [0, -5, 1.5, float("nan"), float("inf"), 10**400, "fast", True])
 def test_a_bad_sampling_rate_is_a_media_error(rate):
     with pytest.raises(MediaError, match="sampling rate"):

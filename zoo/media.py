@@ -239,7 +239,8 @@ def load_audio(
     Files are decoded, mixed to mono and resampled block by block (soxr, whose cost does not depend on the
     ratio of the rates), so memory follows the output, not the file. A clip longer than ``max_seconds``
     (default ``MAX_AUDIO_SECONDS``) is a ``MediaError`` found from the header before decoding, or with
-    ``truncate`` its first ``max_seconds`` (with a warning). NaN or infinite samples are a ``MediaError``.
+    ``truncate`` its first ``max_seconds`` (with a warning). NaN or infinite samples are a ``MediaError``, and
+    so are finite ones so large that resampling overflows float32 into NaN or infinity.
     """
     target = _check_rate(sampling_rate, item, "target sampling rate")
     limit = MAX_AUDIO_SECONDS if max_seconds is None else float(max_seconds)
@@ -252,7 +253,7 @@ def load_audio(
         return _decode_audio(item, target, limit, truncate, cache_dir)
     waveform = _fit_duration(waveform, rate, limit, truncate, item)
     _check_finite(waveform, item)
-    return resample(waveform, rate, target)
+    return _check_resampled(resample(waveform, rate, target), waveform, item, rate, target)
 
 
 def _check_rate(rate: Any, item: Any, what: str) -> int:
@@ -282,6 +283,19 @@ def _check_finite(waveform: np.ndarray, item: Any) -> None:
     if not np.isfinite(waveform).all():
         bad = int(np.count_nonzero(~np.isfinite(waveform)))
         raise MediaError(f"audio {describe(item)}: {bad} samples are NaN or infinite")
+
+
+def _check_resampled(out: np.ndarray, source: np.ndarray, item: Any, rate: int, target: int) -> np.ndarray:
+    """``out`` if it is finite: soxr's filter overflows float32 on finite samples near its limit (|x| about
+    1e38 gives all NaN), so finite input alone does not make finite output."""
+    if rate != target and not np.isfinite(out).all():
+        bad = int(np.count_nonzero(~np.isfinite(out)))
+        peak = float(np.max(np.abs(source), initial=0.0))
+        raise MediaError(
+            f"audio {describe(item)}: {bad} samples are NaN or infinite after resampling {rate} Hz to "
+            f"{target} Hz: samples as large as {peak:.3g} overflow float32 (audio samples are expected in -1..1)"
+        )
+    return out
 
 
 def _too_long(seconds: float, limit: float, item: Any) -> MediaError:
@@ -366,13 +380,17 @@ def _stream_resample(
             mono = mono[: budget - taken]
         _check_finite(mono, item)
         taken += mono.size
-        out.append(stream.resample_chunk(mono, last=False) if stream else mono.copy())
+        if stream is None:
+            out.append(mono.copy())
+        else:
+            out.append(_check_resampled(stream.resample_chunk(mono, last=False), mono, item, rate, target))
         if taken >= budget:
             break
     if taken == 0:
         raise MediaError(f"audio {describe(item)}: the file holds no samples")
     if stream is not None:
-        out.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        tail = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        out.append(_check_resampled(tail, mono, item, rate, target))  # the filter's tail: the last block's
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
