@@ -209,6 +209,8 @@ message = st.fixed_dictionaries(
 
 
 @given(st.lists(message, max_size=5) | json_values, st.booleans())
+# found by the big run: a lone surrogate reached the tokenizer, which raised TypeError
+@example([{"role": "user", "content": "\udce9.png"}], False)
 @settings(max_examples=examples(2 / 5))
 def test_processor_raises_only_zoo_errors(processor, conversation, generation):
     try:

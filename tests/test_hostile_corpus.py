@@ -102,6 +102,10 @@ def corpus(tmp_path_factory):
             {"id": "s66", "messages": [{"role": "user", "text": ["a"]}, {"role": "bot", "text": "b"}]}
         ): ("convert", "must be a string for text"),
         json.dumps(_s3(67, "tone.wav", "image")): ("decode", "cannot be decoded"),
+        json.dumps(_s3(68, None, text="caf\udce9?")): (
+            "convert",
+            "'content' is not valid Unicode: a lone surrogate",
+        ),
     }
     # ensure_ascii=False: U+2028 and NEL stay raw in the line, as JSON allows
     lines = [json.dumps(r, ensure_ascii=False).encode() for r in good] + [

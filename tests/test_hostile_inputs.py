@@ -25,7 +25,7 @@ import zoo.registry
 from zoo.data.mixture import Mixture
 from zoo.data.pipeline import make_loader
 from zoo.data.readers import Context, from_s3
-from zoo.data.schema import Sample
+from zoo.data.schema import Sample, validate_messages
 from zoo.errors import DataError, MediaError, RecipeError
 from zoo.media import load_audio, load_image
 
@@ -339,11 +339,32 @@ def test_the_length_limit_defaults_to_the_backbones_positions(processor):
         ([{"role": "user", "content": "What does <image> mean here?"}], "recipe token '<image>'"),
         ([{"role": "user", "content": "end </audio> now"}], "recipe token '</audio>'"),
         ("just a string", "a conversation is a list of messages"),
+        ([{"role": "user", "content": "\udce9.png"}], r"message 0: text is not valid Unicode: .* U\+DCE9"),
     ],
 )  # fmt: skip
 def test_malformed_conversations_are_data_errors(processor, conversation, message):
     with pytest.raises(DataError, match=message):
         processor.encode(conversation)
+
+
+def test_text_that_is_not_valid_unicode_is_refused_naming_the_record():
+    messages = [{"role": "user", "text": "caf\udce9?"}, {"role": "bot", "text": "Yes."}]
+    with pytest.raises(DataError) as error:
+        validate_messages(messages, dataset="chat", index=7, sample_id="s7")
+    assert str(error.value).startswith(
+        "dataset 'chat', record 7 (id 's7'): message 0 field 'content' is not valid Unicode: "
+        "a lone surrogate U+DCE9 at character 3"
+    )
+    shots = {"shots": [["a.png"]], "asr": "\ud83d alone"}
+    with pytest.raises(
+        DataError, match="'asr' is not valid Unicode: a lone surrogate U\\+D83D at character 0"
+    ):
+        validate_messages(
+            [{"role": "user", "type": "video", "content": shots}, messages[1]], dataset="v", index=0
+        )
+    assert validate_messages(
+        [{"role": "user", "text": "caf\u00e9 \U0001f600"}, messages[1]], dataset="d", index=0
+    )
 
 
 def test_a_broken_chat_template_fails_at_build_naming_the_recipe():

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from transformers import ProcessorMixin
 
+from zoo.data.schema import unicode_problem
 from zoo.errors import DataError, IncompatibleComponentsError, MediaError, RecipeError, SampleTooLongError
 from zoo.media import describe, load_audio, load_image, load_video
 
@@ -318,7 +319,7 @@ class ZooProcessor(ProcessorMixin):
         for index, message in enumerate(conversation):
             role, kind, content = _parse_message(message, index)
             if kind == "text":
-                self._reject_reserved(content, index)
+                self._check_text(content, index)
                 piece = content
             else:
                 new = self._prepare(kind, content, index)
@@ -358,10 +359,13 @@ class ZooProcessor(ProcessorMixin):
             raise MediaError(
                 f"message {index}: shot-structured video `asr` must be text, got {type(asr).__name__}"
             )
-        self._reject_reserved(asr, index)
+        self._check_text(asr, index)
         return "\n" + self.asr_template.format(asr=asr.strip())
 
-    def _reject_reserved(self, text: str, index: int) -> None:
+    def _check_text(self, text: str, index: int) -> None:
+        """Text the tokenizer can take as text: valid Unicode, without placeholders or recipe tokens."""
+        if problem := unicode_problem(text):
+            raise DataError(f"message {index}: text {problem}")
         for modality, layout in self.layouts.items():
             if layout.placeholder in text:
                 raise MediaError(

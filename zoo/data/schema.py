@@ -9,6 +9,7 @@ that every sample read is either trained on or listed.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,6 +25,9 @@ ROLES = {
 }
 TYPES = ("text", "image", "video", "audio")
 STAGES = ("read", "convert", "decode", "length")
+# A lone UTF-16 surrogate: JSON can spell one ("\udce9") and Python keeps it, but it is not Unicode text,
+# so no UTF-8 file or tokenizer takes it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -80,6 +84,17 @@ def show_id(sample_id: Any) -> str:
     return f"<{type(sample_id).__name__} id>"
 
 
+def unicode_problem(text: str) -> str | None:
+    """What makes ``text`` invalid Unicode (its first lone surrogate), as the end of a sentence, or None."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return (
+        f"is not valid Unicode: a lone surrogate U+{ord(found.group()):04X} at character {found.start()} "
+        "(a byte that was not UTF-8, or half of a JSON \\ud83d\\ude00-style pair); fix the text's encoding"
+    )
+
+
 def validate_messages(
     messages: Any, *, dataset: str, index: int, sample_id: Any = None, require_response: bool = True
 ) -> list[dict]:
@@ -114,6 +129,8 @@ def _validate_message(message: Any, i: int, here: str) -> dict:
         raise DataError(
             f"{here}: message {i} field 'content' must be a string for text, got {_kind(content)}"
         )
+    if kind == "text" and (problem := unicode_problem(content)):
+        raise DataError(f"{here}: message {i} field 'content' {problem}")
     if kind == "video" and isinstance(content, dict):
         _validate_shots(content, f"{here}: message {i}")
     return {"role": role, "type": kind, "content": content}
@@ -137,6 +154,8 @@ def _validate_shots(content: dict, here: str) -> None:
     asr = content.get("asr")
     if asr is not None and not isinstance(asr, str):
         raise DataError(f"{here}: 'asr' must be a string or null, got {_kind(asr)}")
+    if asr and (problem := unicode_problem(asr)):
+        raise DataError(f"{here}: 'asr' {problem}")
 
 
 def _is_seconds(value: Any) -> bool:
