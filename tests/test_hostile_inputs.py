@@ -326,6 +326,19 @@ def test_the_ledger_is_written_when_the_loop_breaks_early_or_fails(processor, tm
     assert json.loads(ledger.read_text())["id"] == "bad"
 
 
+def test_a_skip_whose_id_holds_a_lone_surrogate_is_written_to_the_ledger(tmp_path):
+    from zoo.data.pipeline import SkipLedger
+    from zoo.data.schema import Skip
+    from zoo.training.outputs import read_ledger, write_ledger
+
+    ledger = SkipLedger()
+    ledger.add(Skip("d", 0, "caf\udce9", "convert", "a reason"))
+    written = ledger.write(tmp_path / "skipped.jsonl")  # UnicodeEncodeError at the end of the run before
+    assert json.loads(written.read_text(encoding="utf-8"))["id"] == "caf\udce9"
+    write_ledger(tmp_path / "ledger.jsonl", [ledger.entries[0].to_dict()])
+    assert read_ledger(tmp_path / "ledger.jsonl")[0]["id"] == "caf\udce9"
+
+
 def test_the_length_limit_defaults_to_the_backbones_positions(processor):
     assert processor.max_length == 2048  # tiny sets no max_length; its backbone has 2,048 positions
 

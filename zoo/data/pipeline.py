@@ -51,10 +51,11 @@ class SkipLedger:
         return dict(Counter((s.dataset, s.stage) for s in self.entries))
 
     def write(self, path: str | Path) -> Path:
-        """The ledger as JSON Lines, one skipped sample per line."""
+        """The ledger as JSON Lines, one skipped sample per line (a lone surrogate in an id is written as its
+        JSON escape, which reads back the same, instead of failing the write at the end of a run)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as f:
+        with path.open("w", encoding="utf-8", errors="backslashreplace") as f:
             for skip in self.entries:
                 f.write(json.dumps(skip.to_dict(), ensure_ascii=False) + "\n")
         return path

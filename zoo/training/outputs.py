@@ -52,9 +52,10 @@ def read_ledger(path: Path) -> list[dict]:
 
 
 def write_ledger(path: Path, entries: list[dict]) -> None:
-    """A skip list as JSON Lines, replaced in one rename (a reader never sees half of it)."""
+    """A skip list as JSON Lines, replaced in one rename (a reader never sees half of it); a lone surrogate
+    in an id is written as its JSON escape (``\\udce9``), which reads back the same."""
     staging = path.with_name(f".{path.name}.tmp")
-    with staging.open("w", encoding="utf-8") as handle:
+    with staging.open("w", encoding="utf-8", errors="backslashreplace") as handle:
         for entry in entries:
             handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
     os.replace(staging, path)
