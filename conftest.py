@@ -17,7 +17,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 # Property-based tests: a small, derandomized run in the suite (same examples on every machine);
-# `HYPOTHESIS_PROFILE=fuzz` runs 30,000 examples per target by hand.
+# `HYPOTHESIS_PROFILE=fuzz` runs 30,000 examples per target by hand (the slow targets of tests/test_fuzz.py
+# take a share of either count: see its docstring).
 try:
     from hypothesis import HealthCheck, settings
 except ImportError:  # hypothesis is a dev dependency

@@ -1,8 +1,10 @@
 """Property tests with hostile input: only zoo's own errors escape, and used + skipped = read.
 
-Each target runs the suite's small derandomized profile (conftest.py); ``HYPOTHESIS_PROFILE=fuzz`` runs
-30,000 examples per target. Targets: the five record converters, the media decoders (image, audio,
-video), mixtures (configs and files) and the processor.
+Targets: the five record converters, the media decoders (image, audio, video), mixtures (configs and
+files) and the processor. Examples per target, in the suite's small derandomized profile (conftest.py) and
+under ``HYPOTHESIS_PROFILE=fuzz``: each converter and media decoder 150 and 30,000; the three slow targets
+take a share of that (``examples``): mixture configs 2/3 (100 and 20,000), files of records 1/4 (37 and
+7,500) and the processor 2/5 (60 and 12,000).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from zoo.media import load_audio, load_image, load_video
 
 
 def examples(share: float) -> int:
-    """A share of the profile's example count, for targets slower than the others (they write files or
-    run the tokenizer): 150 in the suite's profile, 30,000 under ``HYPOTHESIS_PROFILE=fuzz``."""
+    """``share`` of the profile's example count (at least 10), for targets slower than the others (they
+    write files or run the tokenizer): of 150 in the suite's profile, of 30,000 under
+    ``HYPOTHESIS_PROFILE=fuzz``."""
     return max(10, int(settings.default.max_examples * share))
 
 
