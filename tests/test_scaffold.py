@@ -31,10 +31,14 @@ def test_each_kind_writes_a_lint_clean_package_with_entry_point_recipe_readme_an
     assert not any(name.startswith(f"{module}/recipes/__init__") for name in files)  # a plain folder
     pyproject = (root / "pyproject.toml").read_text()
     assert 'build-backend = "hatchling.build"' in pyproject and '"zoo>=0.1"' in pyproject
+    assert (
+        'test = ["pytest>=8"]' in pyproject and 'pip install -e ".[test]"' in (root / "README.md").read_text()
+    )
     assert '[project.entry-points."zoo.api"]\nversion = "1"' in pyproject
     recipes = sorted((root / module / "recipes").glob("*.yaml")) if kind not in ("reader", "metric") else []
     for recipe in recipes:
-        assert load_recipe(recipe).path == recipe  # parses, and its `extends: tiny` resolves
+        assert load_recipe(recipe).path == recipe  # parses, and its `extends: zoo:tiny` resolves
+        assert "\nextends: zoo:tiny\n" in recipe.read_text()  # as docs/plugins.md shows it
     for path in root.rglob("*.py"):
         compile(path.read_text(), str(path), "exec")
     for command in (["check", "."], ["format", "--check", "."]):  # with the package's own ruff settings
@@ -78,7 +82,7 @@ def test_names_and_a_folder_in_the_way(tmp_path: Path, capsys: pytest.CaptureFix
     assert "busy already exists and is not empty" in capsys.readouterr().err
     assert main(["new-plugin", "zoo-pool", "--kind", "projector", "--output", str(tmp_path / "new")]) == 0
     out = capsys.readouterr().out
-    assert "projector 'pool' of zoo-pool" in out and f"pip install -e {tmp_path / 'new'}" in out
+    assert "projector 'pool' of zoo-pool" in out and f'pip install -e "{tmp_path / "new"}[test]"' in out
 
 
 @pytest.fixture(scope="module")

@@ -209,7 +209,7 @@ def run_new_plugin(args: argparse.Namespace) -> int:
     print(f"wrote {root}/ ({args.kind} '{names.component}' of {names.distribution}):")
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         print(f"  {path.relative_to(root)}")
-    print(f"\nnext:\n  pip install -e {root}\n  (cd {root} && pytest)\n  zoo list --kind {args.kind}")
+    print(f'\nnext:\n  pip install -e "{root}[test]"\n  (cd {root} && pytest)\n  zoo list --kind {args.kind}')
     return 0
 
 

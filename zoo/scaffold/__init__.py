@@ -164,7 +164,10 @@ def _entry_points(names: PluginNames, kind: str, values: dict[str, str]) -> str:
 def _recipe(names: PluginNames, kind: str) -> str:
     """The recipe that uses the component (it extends the built-in ``tiny``), or "" for readers and metrics."""
     qualified = f"{names.distribution}:{names.component}"
-    head = "# tiny with only what this package changes (`extends`: docs/recipes.md).\nextends: tiny\n"
+    head = (
+        "# zoo's tiny with only what this package changes (`extends`: docs/recipes.md); the qualified name\n"
+        "# picks zoo's even if another plugin has a recipe named tiny.\nextends: zoo:tiny\n"
+    )
     if kind == "encoder":
         return head + (
             f"description: tiny with the {names.component} image encoder.\n"
