@@ -87,6 +87,25 @@ def test_forward_backward_trains_projectors_not_encoders(model, processor) -> No
     model.zero_grad(set_to_none=True)
 
 
+def test_training_runs_the_lm_head_only_where_labels_are_and_the_loss_is_unchanged(model, processor) -> None:
+    batch = processor([multimodal_conversation(), multimodal_conversation()[:4]])
+    predicting = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    model.train()
+    runs = {}
+    for name, extra in {"label positions": {}, "every position": {"logits_to_keep": 0}}.items():
+        torch.manual_seed(0)  # the same dropout masks in both runs
+        out = model(**batch, **extra)
+        out.loss.backward()
+        runs[name] = out, [p.grad.clone() for p in model.projectors["image"].parameters()]
+        model.zero_grad(set_to_none=True)
+    model.eval()
+    (kept, kept_grads), (full, full_grads) = runs["label positions"], runs["every position"]
+    assert kept.logits.shape[0] == predicting < full.logits.shape[0] * full.logits.shape[1]
+    torch.testing.assert_close(kept.loss, full.loss, rtol=1e-5, atol=1e-6)
+    for got, expected in zip(kept_grads, full_grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
 def test_padded_batch_row_equals_the_same_conversation_alone(model, processor) -> None:
     long, short = multimodal_conversation(), multimodal_conversation()[:4]
     batch = processor([short, long])

@@ -31,6 +31,23 @@ MEDIA_POSITIONS = ("inline", "after_bos")
 _MEDIA_KWARGS = ("media", "media_features")
 
 
+def _label_positions(labels: torch.Tensor, kwargs: dict) -> dict:
+    """In training, the LM head runs only where a position predicts a label (the loss ignores the rest).
+
+    A sample's response is a few tokens of a sequence that also holds the prompt and the media tokens, and
+    the LM head (hidden × vocabulary, 49 k rows for SmolLM2) dominates a small model's step. transformers'
+    causal LMs take a boolean ``logits_to_keep`` mask and the matching ``shift_labels``, so the loss is the
+    same sum over the same positions; ``outputs.logits`` then holds only those positions, flattened.
+    """
+    from zoo.processor import IGNORE_INDEX
+
+    if "logits_to_keep" in kwargs or "shift_labels" in kwargs:
+        return {}
+    shifted = nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:]
+    keep = shifted != IGNORE_INDEX
+    return {"logits_to_keep": keep, "shift_labels": shifted[keep]}
+
+
 def default_media_tokens(modality: str) -> dict[str, str]:
     """Placeholder and boundary tokens used when a recipe does not name its own."""
     return {"placeholder": f"<|zoo_{modality}|>", "start": f"<{modality}>", "end": f"</{modality}>"}
@@ -695,6 +712,8 @@ class ZooModel(PreTrainedModel, GenerationMixin):
             use_cache = False if self.training or packed else None
         if past_key_values is not None:  # transformers 5 passes `cache` instead; the old name still works
             kwargs["past_key_values"] = past_key_values
+        if labels is not None and self.training and self._backbone_keeps_logits():
+            kwargs.update(_label_positions(labels, kwargs))
         return self.backbone.model(
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -703,6 +722,12 @@ class ZooModel(PreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             **kwargs,
         )
+
+    def _backbone_keeps_logits(self) -> bool:
+        """Whether the backbone's causal LM takes ``logits_to_keep`` (transformers' LMs do)."""
+        model = self.backbone.model
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        return "logits_to_keep" in inspect.signature(type(base).forward).parameters
 
     def prepare_inputs_for_generation(
         self, *args: Any, is_first_iteration: bool | None = False, **kwargs: Any
