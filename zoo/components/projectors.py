@@ -244,7 +244,9 @@ class TokenSplitMLPProjector(_CheckedProjector):
         hidden = self.dropout(self.activation(self.linear_projection_1(pooled)))
         tokens = self.dropout(self.linear_projection_2(hidden))
         tokens = tokens.view(features.shape[0], self.num_tokens, self.llm_dim)
-        return tokens if self.output_norm is None else self.output_norm(tokens)
+        if self.output_norm is None:
+            return tokens
+        return self.output_norm(tokens.float()).to(tokens.dtype)  # in fp32 under autocast, as LLMs' RMSNorms
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, num_tokens={self.num_tokens}, pool={self.pool!r}"
