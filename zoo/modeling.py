@@ -10,6 +10,7 @@ modality. Generation uses the KV cache: media is spliced on the first step only.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import os
 import sys
@@ -29,6 +30,12 @@ RECIPE_FILE = "recipe.yaml"
 TOKEN_ROWS_PREFIX = "zoo.added_token_rows."  # checkpoint keys of the recipe tokens' embedding rows
 MEDIA_POSITIONS = ("inline", "after_bos")
 _MEDIA_KWARGS = ("media", "media_features")
+
+
+@functools.cache
+def _takes_logits_to_keep(model_class: type) -> bool:
+    """Whether a causal LM class's ``forward`` takes ``logits_to_keep`` (read once per class, not per step)."""
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
 def _label_positions(labels: torch.Tensor, kwargs: dict) -> dict:
@@ -727,7 +734,7 @@ class ZooModel(PreTrainedModel, GenerationMixin):
         """Whether the backbone's causal LM takes ``logits_to_keep`` (transformers' LMs do)."""
         model = self.backbone.model
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        return "logits_to_keep" in inspect.signature(type(base).forward).parameters
+        return _takes_logits_to_keep(type(base))
 
     def prepare_inputs_for_generation(
         self, *args: Any, is_first_iteration: bool | None = False, **kwargs: Any

@@ -115,8 +115,7 @@ class CLIPVisionEncoder(Encoder):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         vision = self.model.vision_model
         dtype = self.model.visual_projection.weight.dtype
-        out = vision(pixel_values=inputs.to(dtype), output_hidden_states=self.feature_layer != -1)
-        hidden = out.last_hidden_state if self.feature_layer == -1 else out.hidden_states[self.feature_layer]
+        hidden = hidden_state_at(vision, inputs.to(dtype), self.feature_layer)
         tokens = hidden[:, 1:]  # drop CLS: the papers use patch tokens
         if self.project_tokens:
             tokens = self.model.visual_projection(vision.post_layernorm(tokens))
@@ -124,6 +123,12 @@ class CLIPVisionEncoder(Encoder):
 
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def hidden_state_at(vision: nn.Module, pixel_values: torch.Tensor, feature_layer: int) -> torch.Tensor:
+    """A vision tower's last hidden state (``feature_layer`` -1) or its hidden layer ``feature_layer``."""
+    out = vision(pixel_values=pixel_values, output_hidden_states=feature_layer != -1)
+    return out.last_hidden_state if feature_layer == -1 else out.hidden_states[feature_layer]
 
 
 class DINOv2VisionEncoder(Encoder):
@@ -192,8 +197,7 @@ class DINOv2VisionEncoder(Encoder):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         dtype = self.model.embeddings.patch_embeddings.projection.weight.dtype
-        out = self.model(pixel_values=inputs.to(dtype), output_hidden_states=self.feature_layer != -1)
-        hidden = out.last_hidden_state if self.feature_layer == -1 else out.hidden_states[self.feature_layer]
+        hidden = hidden_state_at(self.model, inputs.to(dtype), self.feature_layer)
         return hidden if self.include_cls else hidden[:, 1:]
 
 
